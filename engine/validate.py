@@ -1,0 +1,345 @@
+"""Every compile-time check of SPEC §3.1, run over the graph that compile.py built.
+
+Each check appends Problems (stable code, step id, one-line hint); nothing stops at the first
+problem. Data-flow checks use bitsets over state keys propagated along the condensation of the
+forward graph, so a 1,000-step graph validates in milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Container, Mapping
+
+import networkx as nx
+
+from engine.errors import Problem
+from engine.expressions import Expression
+from engine.spec import Agent, Orchestration, StepBase
+from engine.state import ANY, BUILTIN_KEYS, STR, StateSchema, TypeSpec, fits
+
+_BOOL, _LIST, _DICT = TypeSpec("bool"), TypeSpec("list", ANY), TypeSpec("dict", ANY)
+_NOT_IN_LOOP = frozenset({"human", "parallel", "loop", "end"})
+
+
+def output_type(s: StepBase) -> TypeSpec:
+    """The type of value a step writes to its output_key, as far as compilation can tell."""
+    if s.type == "if_else":
+        return _BOOL
+    if s.type in ("evaluator", "print"):
+        return STR
+    if s.type == "merge":
+        return {"list": _LIST, "concat": STR, "dict": _DICT}[s.merge_strategy]
+    if s.type == "loop":
+        return _DICT
+    return ANY
+
+
+@dataclass
+class Validator:
+    orch: Orchestration
+    file: str | None
+    steps: Mapping[str, StepBase]
+    graph: "nx.DiGraph[str]"
+    schema: StateSchema
+    entry: str
+    agents: Mapping[str, Agent]
+    tools: Container[str] | None
+    orchestrations: Container[str]
+    expressions: Mapping[str, Expression]
+    fanouts: Mapping[str, Any]
+    loop_owner: Mapping[str, str]
+    back_edges: set[tuple[str, str]]
+    cycles: tuple[tuple[str, ...], ...]
+    problems: list[Problem]
+    reads: dict[str, set[str]] = field(default_factory=dict)
+
+    def add(self, code: str, message: str, step_id: str | None = None, hint: str | None = None,
+            severity: str = "error") -> None:
+        self.problems.append(Problem(code, message, file=self.file, step_id=step_id, hint=hint,
+                                     severity=severity, orchestration_id=self.orch.id))  # type: ignore[arg-type]
+
+    def run(self) -> None:
+        from engine.compile import step_reads
+
+        for sid, s in self.steps.items():
+            self.reads[sid] = step_reads(s, self.expressions.get(sid))
+            self.check_fields(s)
+            self.check_agent(s)
+        self.check_reachability()
+        self.check_cycles()
+        self.check_data_flow()
+
+    # -- one step at a time ------------------------------------------------------------------
+
+    def check_fields(self, s: StepBase) -> None:
+        def need(field_name: str, ok: bool, hint: str) -> None:
+            if not ok:
+                self.add("missing-field", f"{s.type} step needs '{field_name}'", s.id, hint)
+
+        t = s.type
+        if t == "agent":
+            need("agent_id", bool(s.agent_id), "name an agent defined in this or another graph file")
+        elif t == "tool":
+            need("forced_tool", bool(s.forced_tool), "name the tool this step calls")
+            if s.forced_tool and self.tools is not None and s.forced_tool not in self.tools:
+                self.add("unregistered-tool", f"tool '{s.forced_tool}' is not registered", s.id,
+                         "register it before running this graph", severity="warning")
+        elif t == "evaluator":
+            need("route_map", bool(s.route_map), "map each label the LLM may pick to a step id (or null to end)")
+        elif t == "parallel":
+            need("parallel_branches", bool(s.parallel_branches), "list the branches to run concurrently")
+        elif t == "merge":
+            need("input_keys", bool(s.input_keys), "list the state keys whose values are merged")
+        elif t == "loop":
+            need("loop_step_ids", bool(s.loop_step_ids), "list the steps the loop runs")
+            if s.loop_over is None and s.loop_count < 1:
+                self.add("invalid-value", f"loop_count must be at least 1, got {s.loop_count}", s.id)
+            if s.max_concurrency < 1:
+                self.add("invalid-value", f"max_concurrency must be at least 1, got {s.max_concurrency}", s.id)
+            for b in s.loop_step_ids:
+                body = self.steps.get(b)
+                if body is not None and body.type in _NOT_IN_LOOP:
+                    self.add("unsupported-in-loop", f"a {body.type} step ('{b}') cannot be part of a loop body", s.id,
+                             "move it before or after the loop")
+                if b == s.id:
+                    self.add("unsupported-in-loop", "a loop cannot contain itself", s.id)
+        elif t == "transform":
+            need("transform_code", bool(s.transform_code), "assign the step's value to `result`")
+            if s.transform_code:
+                from engine.sandbox import check_transform_syntax
+
+                err = check_transform_syntax(s.transform_code)
+                if err:
+                    self.add("bad-transform", f"transform_code: {err}", s.id)
+        elif t == "extract_json":
+            need("input_keys", bool(s.input_keys), "list the state keys that hold the text to search")
+        elif t == "if_else":
+            need("if_condition", bool(s.if_condition), "e.g. state.score > 0.5")
+            need("if_true_step_id", bool(s.if_true_step_id or s.if_false_step_id or s.next_ids),
+                 "set if_true_step_id and/or if_false_step_id")
+        elif t == "switch":
+            need("switch_expression", bool(s.switch_expression), "e.g. state.category")
+            need("switch_cases", bool(s.switch_cases or s.switch_default_step_id),
+                 "map values to step ids, or set switch_default_step_id")
+        elif t == "print":
+            need("print_content", bool(s.print_content), "text with {state.key} placeholders")
+        elif t == "human":
+            names: set[str] = set()
+            for i, f in enumerate(s.human_fields):
+                if not f.field_name:
+                    self.add("missing-field", f"human_fields[{i}] needs 'name' or 'key'", s.id)
+                elif f.field_name in names:
+                    self.add("duplicate-field", f"human field '{f.field_name}' is defined twice", s.id)
+                names.add(f.field_name)
+                if f.type == "select" and not f.option_list:
+                    self.add("missing-field", f"select field '{f.field_name}' needs 'options'", s.id,
+                             "a list, or a comma-separated string such as approve,reject")
+            if s.human_timeout_seconds <= 0:
+                self.add("invalid-value", f"human_timeout_seconds must be positive, got {s.human_timeout_seconds}", s.id)
+        if t != "end":
+            if s.max_turns < 1:
+                self.add("invalid-value", f"max_turns must be at least 1, got {s.max_turns}", s.id)
+            if s.timeout_seconds <= 0:
+                self.add("invalid-value", f"timeout_seconds must be positive, got {s.timeout_seconds}", s.id)
+            if s.retry is not None and s.retry.attempts < 1:
+                self.add("invalid-value", f"retry.attempts must be at least 1, got {s.retry.attempts}", s.id)
+
+    def check_agent(self, s: StepBase) -> None:
+        if not s.agent_id or s.type not in ("agent", "llm", "tool", "evaluator"):
+            return
+        agent = self.agents.get(s.agent_id)
+        if agent is None:
+            import difflib
+
+            close = difflib.get_close_matches(s.agent_id, list(self.agents), n=1)
+            self.add("unknown-agent", f"agent '{s.agent_id}' is not defined in any loaded file", s.id,
+                     f"did you mean '{close[0]}'?" if close else "define it under `agents:` or in its own file")
+            return
+        if agent.type == "orchestrator":
+            if not agent.orchestration_id:
+                self.add("missing-field", f"orchestrator agent '{agent.id}' needs 'orchestration_id'", s.id)
+            elif agent.orchestration_id not in self.orchestrations:
+                self.add("unknown-orchestration",
+                         f"agent '{agent.id}' runs orchestration '{agent.orchestration_id}', which is not loaded", s.id)
+            elif agent.orchestration_id == self.orch.id:
+                self.add("recursive-orchestration", "a sub-orchestration step runs its own orchestration", s.id)
+        elif self.tools is not None:
+            names = agent.tool_names or ()
+            wanted = [n for n in (s.allowed_tools if s.allowed_tools is not None else names) if n not in self.tools]
+            if wanted:
+                self.add("unregistered-tool", f"agent '{agent.id}' uses tools that are not registered: "
+                         + ", ".join(wanted[:6]) + (f" (+{len(wanted) - 6} more)" if len(wanted) > 6 else ""),
+                         s.id, "the model will not see them until they are registered", severity="warning")
+
+    # -- the graph as a whole ----------------------------------------------------------------
+
+    def check_reachability(self) -> None:
+        if self.entry not in self.graph:
+            return
+        seen = nx.descendants(self.graph, self.entry) | {self.entry}
+        for sid in self.steps:
+            if sid not in seen:
+                self.add("unreachable-step", "no path from the entry step reaches this step", sid,
+                         "link it from another step or remove it", severity="warning")
+
+    def check_cycles(self) -> None:
+        for cycle in self.cycles:
+            for sid in cycle:
+                if self.steps[sid].max_iterations < 1:
+                    self.add("unguarded-cycle", f"step is on a cycle ({' → '.join(cycle)}) but max_iterations is "
+                             f"{self.steps[sid].max_iterations}", sid, "set max_iterations to 1 or more")
+            routed = any(self.steps[sid].type in ("evaluator", "if_else", "switch", "human") for sid in cycle)
+            if not routed:
+                self.add("unconditional-cycle", f"cycle {' → '.join(cycle)} has no router; it always runs until "
+                         "max_iterations", cycle[0], "route back with an evaluator, if_else or switch", severity="warning")
+
+    def check_data_flow(self) -> None:
+        self._check_writer_types()
+        branch_of = self._branch_membership()
+        self._check_concurrent_writers(branch_of)
+        self._check_reads(branch_of)
+
+    def _check_writer_types(self) -> None:
+        for sid, s in self.steps.items():
+            if not s.output_key or s.output_key not in self.schema.keys:
+                continue
+            declared = self.schema.keys[s.output_key]
+            written = output_type(s)
+            if declared.reducer == "append" and declared.type.kind == "list":
+                ok = fits(written, declared.type.item or ANY) or fits(written, declared.type)
+            elif declared.reducer == "add":
+                ok = written.kind in ("any", "int", "float")
+            else:
+                ok = fits(written, declared.type)
+            if not ok:
+                self.add("type-mismatch", f"writes {written.text} to '{s.output_key}', which state_schema declares "
+                         f"{declared.type.text}", sid, f"declare '{s.output_key}' as {written.text} or any, or write "
+                         "to another key")
+        for sid, s in self.steps.items():
+            if s.type == "loop" and s.loop_over:
+                declared_t = self.schema.type_of(s.loop_over)
+                if declared_t.kind not in ("list", "any"):
+                    self.add("type-mismatch", f"loop_over reads '{s.loop_over}', which state_schema declares "
+                             f"{declared_t.text}, not a list", sid, "loop_over needs a list key")
+                for wid, w in self.steps.items():
+                    if w.output_key == s.loop_over and not fits(output_type(w), _LIST):
+                        self.add("type-mismatch", f"step '{wid}' writes {output_type(w).text} to '{s.loop_over}', "
+                                 "which this loop reads as a list", sid)
+
+    def _branch_membership(self) -> dict[str, list[tuple[str, int]]]:
+        """step id → [(fan-out step, branch index)] for every fan-out branch it can run in."""
+        member: dict[str, list[tuple[str, int]]] = {}
+        fwd = self._forward
+        for fid, fo in self.fanouts.items():
+            for i, branch in enumerate(fo.branches):
+                seen: set[str] = set()
+                todo = [x for x in branch]
+                while todo:
+                    n = todo.pop()
+                    if n in seen or n == fo.join or n == fid:
+                        continue
+                    seen.add(n)
+                    todo.extend(fwd.successors(n))
+                for n in seen:
+                    member.setdefault(n, []).append((fid, i))
+        return member
+
+    def _concurrent(self, a: str, b: str, branch_of: Mapping[str, list[tuple[str, int]]]) -> bool:
+        bb = dict(branch_of.get(b, ()))
+        return any(f in bb and bb[f] != i for f, i in branch_of.get(a, ()))
+
+    def _check_concurrent_writers(self, branch_of: Mapping[str, list[tuple[str, int]]]) -> None:
+        writers: dict[str, list[str]] = {}
+        for sid, s in self.steps.items():
+            for k in _step_writes(s):
+                writers.setdefault(k, []).append(sid)
+        reported: set[tuple[str, str]] = set()
+        for key, ws in writers.items():
+            ks = self.schema.keys.get(key)
+            if (ks and ks.reducer != "replace") or len(ws) < 2:
+                continue
+            for i, a in enumerate(ws):
+                for b in ws[i + 1:]:
+                    if self._concurrent(a, b, branch_of) and (key, b) not in reported:
+                        reported.add((key, b))
+                        self.add("concurrent-writers", f"writes '{key}' concurrently with step '{a}'", b,
+                                 f"give '{key}' a reducer (append, merge or add) in state_schema, or write "
+                                 "different keys")
+
+    def _check_reads(self, branch_of: Mapping[str, list[tuple[str, int]]]) -> None:
+        keys = sorted({k for r in self.reads.values() for k in r})
+        bit = {k: 1 << i for i, k in enumerate(keys)}
+        writes = {sid: _mask(_step_writes(s), bit) for sid, s in self.steps.items()}
+        available = self._available(writes)
+        declared = set(self.schema.keys) | BUILTIN_KEYS
+        writers: dict[str, list[str]] = {}
+        for sid, s in self.steps.items():
+            for k in _step_writes(s):
+                writers.setdefault(k, []).append(sid)
+        for sid, reads in self.reads.items():
+            owner = self.loop_owner.get(sid)
+            local = {self.steps[owner].item_key} if owner else set()
+            if owner:
+                for b in self.steps[owner].loop_step_ids:
+                    local.update(_step_writes(self.steps[b]) if b in self.steps else ())
+            for k in sorted(reads):
+                if k in declared or k in local or available.get(owner or sid, 0) & bit.get(k, 0):
+                    continue
+                ws = writers.get(k, [])
+                racing = [w for w in ws if self._concurrent(w, sid, branch_of)]
+                if racing:
+                    self.add("read-races-writer", f"reads '{k}', which only step '{racing[0]}' writes, and that "
+                             "step runs concurrently with this one", sid, "the value may not be there yet; move the "
+                             "read after the join", severity="warning")
+                elif ws:
+                    self.add("read-before-write", f"reads '{k}', which is written only by step '{ws[0]}', and that "
+                             "step never runs before this one", sid, f"declare '{k}' in state_schema with a default, "
+                             "or read it later")
+                else:
+                    self.add("no-writer", f"reads '{k}', which no step writes and state_schema does not declare", sid,
+                             f"declare '{k}' in state_schema or write it in an earlier step")
+
+    @property
+    def _forward(self) -> "nx.DiGraph[str]":
+        fwd = getattr(self, "_fwd", None)
+        if fwd is None:
+            fwd = nx.DiGraph()
+            fwd.add_nodes_from(self.graph.nodes)
+            fwd.add_edges_from((u, v) for u, v, d in self.graph.edges(data=True)
+                               if (u, v) not in self.back_edges and d.get("kind") != "body")
+            self._fwd = fwd
+        return fwd
+
+    def _available(self, writes: Mapping[str, int]) -> dict[str, int]:
+        """Bitset of keys some ancestor (cycles included) writes, per step."""
+        g = nx.DiGraph()
+        g.add_nodes_from(self.graph.nodes)
+        g.add_edges_from((u, v) for u, v, d in self.graph.edges(data=True) if d.get("kind") != "body")
+        cond = nx.condensation(g)
+        members = cond.graph["mapping"]
+        scc_writes: dict[int, int] = {}
+        for sid, c in members.items():
+            scc_writes[c] = scc_writes.get(c, 0) | writes.get(sid, 0)
+        avail: dict[int, int] = {}
+        for c in nx.topological_sort(cond):
+            a = 0
+            for p in cond.predecessors(c):
+                a |= avail[p] | scc_writes[p]
+            nodes = cond.nodes[c]["members"]
+            if len(nodes) > 1 or any(g.has_edge(n, n) for n in nodes):
+                a |= scc_writes[c]
+            avail[c] = a
+        return {sid: avail[c] for sid, c in members.items()}
+
+
+def _step_writes(s: StepBase) -> tuple[str, ...]:
+    from engine.compile import _writes
+
+    return _writes(s)
+
+
+def _mask(keys: tuple[str, ...], bit: Mapping[str, int]) -> int:
+    m = 0
+    for k in keys:
+        m |= bit.get(k, 0)
+    return m
