@@ -110,10 +110,11 @@ def load_price_file(path: str | Path) -> dict[str, Price]:
     """Read `{model: {input_per_million, output_per_million}}` from a YAML or JSON file."""
     path = Path(path)
     text = path.read_text(encoding="utf-8")
+    is_json = path.suffix.lower() == ".json"
     try:
-        data: Any = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        data: Any = json.loads(text) if is_json else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}") from None
+        raise ValueError(f"{path}: not valid {'JSON' if is_json else 'YAML'}: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -60,11 +60,10 @@ _SYMBOLS: Mapping[type[ast.AST], str] = {
     ast.BitAnd: "&", ast.MatMult: "@", ast.Invert: "~",
 }  # fmt: skip
 _FORBIDDEN: Mapping[type[ast.AST], str] = {
-    ast.Lambda: "lambda expressions are", ast.ListComp: "comprehensions are",
-    ast.SetComp: "comprehensions are", ast.DictComp: "comprehensions are",
-    ast.GeneratorExp: "comprehensions are", ast.NamedExpr: "assignment expressions (:=) are",
-    ast.Await: "await is", ast.Yield: "yield is", ast.YieldFrom: "yield is",
-    ast.Starred: "starred expressions (*) are",
+    ast.Lambda: "lambda expressions are", ast.NamedExpr: "assignment expressions (:=) are",
+    ast.Starred: "starred expressions (*) are", ast.Await: "await is", ast.Yield: "yield is",
+    ast.YieldFrom: "yield is",
+    **dict.fromkeys((ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp), "comprehensions are"),
 }  # fmt: skip
 _CONVERSIONS: Mapping[int, Callable[[Any], str]] = {-1: str, ord("s"): str, ord("r"): repr, ord("a"): ascii}
 
@@ -253,9 +252,9 @@ def _eval(node: ast.AST, state: Mapping[str, Any]) -> Any:
             return result
         case ast.Compare(left=left, ops=ops, comparators=comparators):
             current = _eval(left, state)
-            for op, right in zip(ops, comparators):
+            for comparison, right in zip(ops, comparators):
                 following = _eval(right, state)
-                if not _COMPARE[type(op)](current, following):
+                if not _COMPARE[type(comparison)](current, following):
                     return False
                 current = following
             return True

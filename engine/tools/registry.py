@@ -193,7 +193,7 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
     Recursive types cannot be inlined; those definitions stay under a top-level `$defs`.
     """
     defs: dict[str, Any] = schema.get("$defs", {})
-    kept: dict[str, Any] = {}
+    recursive: set[str] = set()
 
     def resolve(node: Any, stack: tuple[str, ...]) -> Any:
         if isinstance(node, list):
@@ -205,18 +205,15 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
             key = ref.removeprefix("#/$defs/")
             siblings = {k: resolve(v, stack) for k, v in node.items() if k != "$ref"}
             if key in stack:
-                if key not in kept:
-                    kept[key] = None  # reserve, filled once resolved below
+                recursive.add(key)
                 return node
             return {**resolve(defs[key], (*stack, key)), **siblings}
         return {k: resolve(v, stack) for k, v in node.items() if k != "$defs"}
 
-    root = resolve({k: v for k, v in schema.items() if k != "$defs"}, ())
+    root: dict[str, Any] = resolve({k: v for k, v in schema.items() if k != "$defs"}, ())
     root.pop("title", None)
-    for key in list(kept):
-        kept[key] = resolve(defs[key], (key,))
-    if kept:
-        root["$defs"] = kept
+    if recursive:
+        root["$defs"] = {key: resolve(defs[key], (key,)) for key in sorted(recursive)}
     return root
 
 

@@ -224,6 +224,7 @@ def _safe_shapes(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     """Combinations the whitelist accepts, so evaluation gets exercised too."""
     attrs = st.sampled_from(SAFE_ATTRIBUTES)
     return st.one_of(
+        st.lists(attrs, min_size=1, max_size=3).map(lambda a: "state." + ".".join(a)),
         st.tuples(children, attrs).map(lambda t: f"({t[0]}).{t[1]}"),
         st.tuples(st.sampled_from(list(FUNCTIONS)), st.lists(children, max_size=3)).map(lambda t: f"{t[0]}({', '.join(t[1])})"),
         st.tuples(children, st.sampled_from(SAFE_BINARY), children).map(lambda t: f"({t[0]}) {t[1]} ({t[2]})"),
@@ -233,7 +234,7 @@ def _safe_shapes(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
         st.tuples(children, children, children).map(lambda t: f"({t[0]}) if ({t[1]}) else ({t[2]})"),
         st.tuples(children, children).map(lambda t: f"[{t[0]}, {t[1]}]"),
         st.tuples(children, children).map(lambda t: f"{{{t[0]}: {t[1]}}}"),
-        children.map(lambda c: f'f"{{{c}}}"'),
+        st.sampled_from(SAFE_LEAVES).map(lambda c: f'f"<{{{c}}}>"'),
     )
 
 

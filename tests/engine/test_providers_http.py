@@ -29,6 +29,7 @@ SEARCH = ToolSpec(
     description="Search the web",
     parameters={"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
 )
+CATS_AND_DOGS = [("search", {"q": "cats"}), ("search", {"q": "dogs"})]
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,9 @@ async def test_text_completion_with_usage(server: FakeLLMServer, provider: Provi
     )
 
 
-async def test_openai_request_format_and_headers(server: FakeLLMServer, openai: OpenAICompatProvider) -> None:
+async def test_openai_request_format_and_headers(
+    server: FakeLLMServer, openai: OpenAICompatProvider
+) -> None:
     request = CompletionRequest(
         model=MODEL,
         messages=(Message("system", "Be brief."), Message("user", "hi")),
@@ -105,7 +108,9 @@ async def test_openai_request_format_and_headers(server: FakeLLMServer, openai: 
     }
 
 
-async def test_anthropic_request_format_and_headers(server: FakeLLMServer, anthropic: AnthropicProvider) -> None:
+async def test_anthropic_request_format_and_headers(
+    server: FakeLLMServer, anthropic: AnthropicProvider
+) -> None:
     request = CompletionRequest(
         model=MODEL,
         messages=(Message("system", "Be brief."), Message("system", "Be kind."), Message("user", "hi")),
@@ -155,7 +160,7 @@ def round_trip(first: Completion) -> CompletionRequest:
 
 
 async def test_openai_tool_call_round_trip(server: FakeLLMServer, openai: OpenAICompatProvider) -> None:
-    server.script([Reply(tool_calls=[("search", {"q": "cats"}), ("search", {"q": "dogs"})]), Reply(text="5")])
+    server.script([Reply(tool_calls=CATS_AND_DOGS), Reply(text="5")])
     first = await openai.complete(ask("cats and dogs?", tools=(SEARCH,)))
     assert (first.text, first.stop_reason) == ("", "tool_calls")
     assert [(c.name, c.arguments, c.raw_arguments, c.parse_error) for c in first.tool_calls] == [
@@ -165,8 +170,15 @@ async def test_openai_tool_call_round_trip(server: FakeLLMServer, openai: OpenAI
     second = await openai.complete(round_trip(first))
     assert second.text == "5"
     a, b = (c.id for c in first.tool_calls)
-    tool = {"type": "function", "function": {"name": "search", "description": "Search the web",
-                                             "parameters": SEARCH.parameters}}
+    tool = {
+        "type": "function",
+        "function": {"name": "search", "description": "Search the web", "parameters": SEARCH.parameters},
+    }
+
+    def call(call_id: str, q: str) -> dict[str, Any]:
+        arguments = f'{{"q":"{q}"}}'
+        return {"id": call_id, "type": "function", "function": {"name": "search", "arguments": arguments}}
+
     assert server.requests[1].json == {
         "model": MODEL,
         "messages": [
@@ -175,10 +187,7 @@ async def test_openai_tool_call_round_trip(server: FakeLLMServer, openai: OpenAI
             {
                 "role": "assistant",
                 "content": None,
-                "tool_calls": [
-                    {"id": a, "type": "function", "function": {"name": "search", "arguments": '{"q":"cats"}'}},
-                    {"id": b, "type": "function", "function": {"name": "search", "arguments": '{"q":"dogs"}'}},
-                ],
+                "tool_calls": [call(a, "cats"), call(b, "dogs")],
             },
             {"role": "tool", "tool_call_id": a, "content": "3 cats"},
             {"role": "tool", "tool_call_id": b, "content": "2 dogs"},
@@ -188,9 +197,7 @@ async def test_openai_tool_call_round_trip(server: FakeLLMServer, openai: OpenAI
 
 
 async def test_anthropic_tool_call_round_trip(server: FakeLLMServer, anthropic: AnthropicProvider) -> None:
-    server.script(
-        [Reply(text="Searching.", tool_calls=[("search", {"q": "cats"}), ("search", {"q": "dogs"})]), Reply(text="5")]
-    )
+    server.script([Reply(text="Searching.", tool_calls=CATS_AND_DOGS), Reply(text="5")])
     first = await anthropic.complete(ask("cats and dogs?", tools=(SEARCH,)))
     assert (first.text, first.stop_reason) == ("Searching.", "tool_use")
     assert [(c.name, c.arguments, c.raw_arguments, c.parse_error) for c in first.tool_calls] == [
@@ -237,11 +244,16 @@ async def test_forced_tool_sets_tool_choice(server: FakeLLMServer, provider: Pro
     assert server.requests[0].json["tool_choice"] == expected
 
 
-async def test_openai_invalid_arguments_keep_raw_text(server: FakeLLMServer, openai: OpenAICompatProvider) -> None:
+BAD_KEYS = "JSON is malformed: object keys must be strings (byte 1)"
+
+
+async def test_openai_invalid_arguments_keep_raw_text(
+    server: FakeLLMServer, openai: OpenAICompatProvider
+) -> None:
     server.script([Reply(tool_calls=[("search", "{bad json"), ("search", "[1]")])])
     calls = (await openai.complete(ask(tools=(SEARCH,)))).tool_calls
     assert [(c.arguments, c.raw_arguments, c.parse_error) for c in calls] == [
-        ({}, "{bad json", "arguments are not valid JSON: JSON is malformed: object keys must be strings (byte 1)"),
+        ({}, "{bad json", f"arguments are not valid JSON: {BAD_KEYS}"),
         ({}, "[1]", "arguments must be a JSON object, got list"),
     ]
     # Sent back, the broken call shows the model exactly what it wrote.
@@ -267,9 +279,9 @@ async def test_anthropic_non_object_input_is_a_parse_error(
 async def test_rate_limit_is_retryable(server: FakeLLMServer, provider: Provider) -> None:
     server.script([Status(429, message="Rate limit reached", headers={"retry-after": "0"})])
     error = await failure(provider)
-    kind = "invalid_request_error"
     assert (error.status, error.retryable, error.provider, error.model) == (429, True, provider.name, MODEL)
-    assert str(error) == f"{provider.name} {MODEL} (HTTP 429): Rate limit reached [{kind}] (retry after 0 s)"
+    vendor = "Rate limit reached [rate_limit_error] (retry after 0 s)"
+    assert str(error) == f"{provider.name} {MODEL} (HTTP 429): {vendor}"
 
 
 async def test_server_errors_are_retryable(server: FakeLLMServer, provider: Provider) -> None:
@@ -291,10 +303,13 @@ async def test_bad_request_is_not_retryable(server: FakeLLMServer, provider: Pro
     server.script([Status(400, message="messages: roles must alternate")])
     error = await failure(provider)
     assert (error.status, error.retryable) == (400, False)
-    assert str(error) == f"{provider.name} {MODEL} (HTTP 400): messages: roles must alternate [invalid_request_error]"
+    vendor = "messages: roles must alternate [invalid_request_error]"
+    assert str(error) == f"{provider.name} {MODEL} (HTTP 400): {vendor}"
 
 
-async def test_error_body_that_is_not_json_is_quoted(server: FakeLLMServer, openai: OpenAICompatProvider) -> None:
+async def test_error_body_that_is_not_json_is_quoted(
+    server: FakeLLMServer, openai: OpenAICompatProvider
+) -> None:
     server.script([Status(403, body="<html>Forbidden by proxy</html>")])
     error = await failure(openai)
     assert (error.status, error.retryable) == (403, False)
@@ -342,4 +357,5 @@ async def test_refused_connection_is_retryable() -> None:
     finally:
         await provider.aclose()
     assert (error.status, error.retryable) == (None, True)
-    assert str(error).startswith(f"openai {MODEL}: request to http://127.0.0.1:{port}/v1/chat/completions failed: ")
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    assert str(error).startswith(f"openai {MODEL}: request to {url} failed: ")

@@ -38,6 +38,8 @@ ROUTES: dict[str, VendorProtocol] = {
     "/v1/messages": "anthropic",
 }
 
+ERROR_TYPES = {401: "authentication_error", 429: "rate_limit_error", 529: "overloaded_error"}
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -115,7 +117,6 @@ class FakeLLMServer:
         self._socket: socket.socket | None = None
         self.port = 0
 
-    # -- scripting ------------------------------------------------------------------------------
 
     def script(self, items: Iterable[ScriptItem]) -> None:
         with self._lock:
@@ -145,7 +146,6 @@ class FakeLLMServer:
     def anthropic_base_url(self) -> str:
         return self.url
 
-    # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -185,7 +185,6 @@ class FakeLLMServer:
             self._socket.close()
         self._server = self._thread = self._socket = None
 
-    # -- the ASGI app ---------------------------------------------------------------------------
 
     async def _app(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -207,10 +206,8 @@ class FakeLLMServer:
 
     async def _handle(self, scope: dict[str, Any], body: bytes, receive: Receive) -> Response | None:
         protocol = ROUTES.get(scope["path"])
-        if protocol is None:
-            return _json(404, {"error": {"message": f"no route {scope['path']}", "type": "not_found"}})
-        if scope["method"] != "POST":
-            return _json(405, {"error": {"message": "method not allowed", "type": "invalid_request_error"}})
+        if protocol is None or scope["method"] != "POST":
+            return _json(404, {"error": {"message": f"no route {scope['method']} {scope['path']}"}})
         try:
             request_json = msgspec.json.decode(body)
         except msgspec.DecodeError:
@@ -276,27 +273,28 @@ def _request_problem(protocol: VendorProtocol, data: Any) -> str | None:
     return f"{missing[0]}: Field required" if missing else None
 
 
-def _json(status: int, data: Any, headers: Mapping[str, str] | None = None) -> Response:
-    return status, {"content-type": "application/json", **(headers or {})}, msgspec.json.encode(data)
+def _json(status: int, data: Any) -> Response:
+    return status, {"content-type": "application/json"}, msgspec.json.encode(data)
 
 
 def _error(protocol: VendorProtocol, status: int, message: str) -> Response:
-    kind = "invalid_request_error" if status < 500 else "api_error"
+    kind = ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
     if protocol == "anthropic":
         return _json(status, {"type": "error", "error": {"type": kind, "message": message}})
     return _json(status, {"error": {"message": message, "type": kind, "param": None, "code": None}})
 
 
 def _status(protocol: VendorProtocol, item: Status) -> Response:
-    if item.body is None and item.message is not None:
-        status, headers, content = _error(protocol, item.code, item.message)
-        return status, {**headers, **item.headers}, content
     if item.body is None:
-        return item.code, dict(item.headers), b""
-    if isinstance(item.body, (bytes, str)):
+        if item.message is None:
+            return item.code, dict(item.headers), b""
+        _, headers, content = _error(protocol, item.code, item.message)
+    elif isinstance(item.body, (bytes, str)):
+        headers = {"content-type": "application/json"}
         content = item.body.encode() if isinstance(item.body, str) else item.body
-        return item.code, {"content-type": "application/json", **item.headers}, content
-    return _json(item.code, item.body, item.headers)
+    else:
+        _, headers, content = _json(item.code, item.body)
+    return item.code, {**headers, **item.headers}, content
 
 
 def _arguments_text(arguments: dict[str, Any] | str) -> str:

@@ -1,0 +1,177 @@
+"""Run events (SPEC §4.2) as msgspec Structs, and the per-run stream subscribers read.
+
+Every event carries `type`, `run_id`, `seq` (monotonic per run) and `ts`; the runtime assigns
+those when it emits, so executors construct events with their own fields only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator
+
+import msgspec
+
+
+class Event(msgspec.Struct, kw_only=True, tag_field="type"):
+    run_id: str = ""
+    seq: int = 0
+    ts: float = 0.0
+
+
+class RunStart(Event, tag="run_start"):
+    orchestration_id: str
+    version: str
+    message: str = ""
+
+
+class StepStart(Event, tag="step_start"):
+    step_id: str
+    step_name: str
+    step_type: str
+    iteration: int = 1
+
+
+class StepComplete(Event, tag="step_complete"):
+    step_id: str
+    step_name: str
+    step_type: str
+    status: str
+    output_key: str | None
+    output: str
+    turns: int
+    cost_usd: float
+    duration_seconds: float
+
+
+class StepError(Event, tag="step_error"):
+    step_id: str
+    error: str
+    will_retry: bool = False
+
+
+class AgentTurn(Event, tag="agent_turn"):
+    step_id: str
+    turn: int
+    content: str
+    tool_calls: list[dict[str, Any]]
+    cost_usd: float
+
+
+class ToolExecution(Event, tag="tool_execution"):
+    step_id: str
+    tool_name: str
+    args: dict[str, Any]
+
+
+class ToolResult(Event, tag="tool_result"):
+    step_id: str
+    tool_name: str
+    preview: str
+    error: bool = False
+
+
+class RoutingDecision(Event, tag="routing_decision"):
+    step_id: str
+    decision: str
+    target_step_id: str | None
+    reasoning: str = ""
+
+
+class LoopLimitReached(Event, tag="loop_limit_reached"):
+    step_id: str
+    max_iterations: int
+    next_step_id: str | None
+
+
+class HumanInputRequired(Event, tag="human_input_required"):
+    step_id: str
+    prompt: str
+    fields: list[dict[str, Any]]
+    agent_context: str
+
+
+class OrchestrationComplete(Event, tag="orchestration_complete"):
+    status: str
+    final_state: dict[str, Any]
+    response: str
+    total_cost_usd: float
+
+
+class OrchestrationError(Event, tag="orchestration_error"):
+    error: str
+
+
+class Done(Event, tag="done"):
+    status: str = ""
+
+
+AnyEvent = (
+    RunStart | StepStart | StepComplete | StepError | AgentTurn | ToolExecution | ToolResult
+    | RoutingDecision | LoopLimitReached | HumanInputRequired | OrchestrationComplete
+    | OrchestrationError | Done
+)
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(AnyEvent)
+
+
+def encode_event(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode_event(data: bytes | str) -> Event:
+    return _decoder.decode(data)  # type: ignore[no-any-return]
+
+
+def preview(value: Any, limit: int = 500) -> str:
+    text = value if isinstance(value, str) else ("" if value is None else _encoder.encode(value).decode())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class EventHub:
+    """Fan-out of live events to subscribers, per run. Readers replay history from the store
+    first, then follow the hub; `seq` lets them drop what they have already seen."""
+
+    def __init__(self) -> None:
+        self._subs: dict[str, set[asyncio.Queue[Event | None]]] = {}
+
+    def publish(self, event: Event) -> None:
+        for q in self._subs.get(event.run_id, ()):
+            q.put_nowait(event)
+
+    def close(self, run_id: str) -> None:
+        """The run stopped (paused, finished); wake its subscribers."""
+        for q in self._subs.get(run_id, ()):
+            q.put_nowait(None)
+
+    def subscribe(self, run_id: str) -> "Subscription":
+        q: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._subs.setdefault(run_id, set()).add(q)
+        return Subscription(self, run_id, q)
+
+    def _drop(self, run_id: str, q: asyncio.Queue[Event | None]) -> None:
+        subs = self._subs.get(run_id)
+        if subs is not None:
+            subs.discard(q)
+            if not subs:
+                del self._subs[run_id]
+
+
+class Subscription:
+    def __init__(self, hub: EventHub, run_id: str, queue: asyncio.Queue[Event | None]) -> None:
+        self._hub, self.run_id, self._queue = hub, run_id, queue
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        while (event := await self._queue.get()) is not None:
+            yield event
+
+    async def get(self, timeout: float | None = None) -> Event | None:
+        return await asyncio.wait_for(self._queue.get(), timeout)
+
+    def close(self) -> None:
+        self._hub._drop(self.run_id, self._queue)
+
+    def __enter__(self) -> "Subscription":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,458 @@
+"""The async loop of one run: start ready steps as tasks, checkpoint each finished step in one
+transaction before anything after it starts, pause at gates, stop on limits and failures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping
+
+import msgspec
+
+from engine import scheduler
+from engine.compile import CompiledGraph, CompiledStep
+from engine.cost import format_cost_limit_message
+from engine.errors import (
+    CostLimitExceeded, EngineError, ProviderError, RunError, RunTimeout, StepFailed, StepTimeout, ToolError,
+    TurnLimitExceeded,
+)
+from engine.events import (
+    Done, Event, HumanInputRequired, LoopLimitReached, OrchestrationComplete, OrchestrationError, StepComplete,
+    StepError, StepStart, encode_event, preview,
+)
+from engine.scheduler import Frontier, Token
+from engine.steps.base import NO_OUTPUT, Executor, StepResult
+from engine.store.sql import Checkpoint, Fenced
+
+if TYPE_CHECKING:
+    from engine.runtime import Engine
+
+_json = msgspec.json.Encoder()
+
+
+@dataclass
+class _Finished:
+    token: Token
+    step: CompiledStep
+    iteration: int
+    started: float
+    ended: float
+    result: StepResult | None
+    error: EngineError | None
+    turns: int = 0
+    cost: float = 0.0
+
+
+class StepCtx:
+    """What one step execution sees (the StepContext protocol)."""
+
+    def __init__(self, driver: "RunDriver", step: CompiledStep, state: Mapping[str, Any], iteration: int) -> None:
+        self.driver = driver
+        self.run_id = driver.run_id
+        self.graph = driver.graph
+        self.step = step
+        self.state = state
+        self.iteration = iteration
+        self.services = driver.engine.services
+        self.last_output = driver.last_output
+        self.cost = 0.0
+        self.turns = 0
+        self.events: list[Event] = []
+
+    @property
+    def spec(self) -> Any:
+        return self.step.spec
+
+    def emit(self, event: Event) -> None:
+        self.driver.emit(event)
+
+    def add_cost(self, amount: float) -> None:
+        self.cost += amount
+        self.driver.add_cost(amount, self.step.spec.id)
+
+    def check_budget(self) -> None:
+        if self.driver.failure is not None:
+            raise self.driver.failure
+
+    async def run_substep(self, step_id: str, state: Mapping[str, Any], iteration: int) -> StepResult:
+        return await self.driver.run_substep(self, step_id, state, iteration)
+
+
+class RunDriver:
+    def __init__(self, engine: "Engine", graph: CompiledGraph, row: Mapping[str, Any], *, state: dict[str, Any],
+                 frontier: Frontier, step_count: int, epoch: int, executed: int = 0) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.graph = graph
+        self.run_id: str = row["id"]
+        self.state = state
+        self.frontier = frontier
+        self.step_count = step_count  # step records written so far (their idx)
+        self.epoch = epoch
+        self.seq: int = row["last_seq"]
+        self.cost: float = row["cost_usd"]
+        self.turns: int = row["turns"]
+        self.active_seconds: float = row["active_seconds"]
+        self.last_output: Any = None
+        self.response: Any = NO_OUTPUT
+        self.failure: RunError | None = None
+        self.pending: list[Event] = []  # emitted, not yet committed
+        self.gates: dict[str, dict[str, Any]] = msgspec.json.decode(row["gate"]) if row.get("gate") else {}
+        self.status = "running"
+        self.cancel_requested = False
+        self.depth: int = row.get("depth") or 0
+        self.executed = executed
+        self._tasks: dict[asyncio.Task[_Finished], Token] = {}
+        self._contexts: dict[int, StepCtx] = {}
+        self._executors: Mapping[str, Executor] = engine.executors
+
+    # -- events and cost ---------------------------------------------------------------------
+
+    def emit(self, event: Event) -> None:
+        self.seq += 1
+        event.run_id, event.seq, event.ts = self.run_id, self.seq, time.time()
+        self.pending.append(event)
+        self.engine.hub.publish(event)
+
+    def take_events(self) -> list[tuple[int, bytes]]:
+        out = [(e.seq, encode_event(e)) for e in self.pending]
+        self.pending = []
+        return out
+
+    def add_cost(self, amount: float, step_id: str) -> None:
+        self.cost += amount
+        limit = self.graph.orchestration.max_total_cost_usd
+        if limit is not None and self.cost > limit and self.failure is None:
+            self.failure = CostLimitExceeded(format_cost_limit_message(self.cost, limit), step_id=step_id)
+        if self.failure is not None and isinstance(self.failure, CostLimitExceeded):
+            raise self.failure
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def drive(self) -> str:
+        """Run until the run completes, pauses, fails or is cancelled; returns the status."""
+        budget = self.graph.orchestration.timeout_minutes * 60 - self.active_seconds
+        began = time.monotonic()
+        try:
+            for tok in list(self.frontier.tokens.values()):
+                await self._start(tok)
+            while self._tasks and self.failure is None:
+                remaining = budget - (time.monotonic() - began)
+                if remaining <= 0:
+                    self.failure = RunTimeout(
+                        f"Run exceeded its time limit of {self.graph.orchestration.timeout_minutes:g} minutes")
+                    break
+                done, _ = await asyncio.wait(self._tasks, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    self._tasks.pop(task)
+                    await self._finished(task.result())
+        except Fenced:
+            await self._abandon()
+            self.status = "lost"
+            return self.status
+        except asyncio.CancelledError:
+            if not self.cancel_requested:
+                await self._abandon()
+                raise
+            await self.cancel()
+            return self.status
+        finally:
+            self.active_seconds += time.monotonic() - began
+        if self.failure is not None:
+            await self._fail(self.failure)
+        elif self.frontier.gates:
+            await self._pause()
+        else:
+            await self._complete()
+        return self.status
+
+    async def _start(self, token: Token) -> None:
+        step = self.graph.steps[token.step_id]
+        if scheduler.loop_guard(self.graph, self.frontier, token.step_id):
+            nxt = step.next[0] if step.next else None
+            self.emit(LoopLimitReached(step_id=step.spec.id, max_iterations=step.spec.max_iterations, next_step_id=nxt))
+            now = time.time()
+            await self._commit_step(token, step, "skipped", self.frontier.iterations.get(step.spec.id, 0),
+                                    now, now, {}, skipped=True)
+            return
+        if self.turns >= self.graph.orchestration.max_total_turns:
+            self.failure = TurnLimitExceeded(f"Global turn limit ({self.graph.orchestration.max_total_turns}) exceeded")
+            return
+        self.turns += 1
+        iteration = scheduler.count_iteration(self.frontier, step.spec.id)
+        self.emit(StepStart(step_id=step.spec.id, step_name=step.spec.label, step_type=step.type, iteration=iteration))
+        ctx = StepCtx(self, step, self.state, iteration)
+        task = asyncio.create_task(self._execute(token, step, ctx, iteration), name=f"{self.run_id}:{step.spec.id}")
+        self._tasks[task] = token
+        self._contexts[token.id] = ctx
+
+    async def _execute(self, token: Token, step: CompiledStep, ctx: StepCtx, iteration: int) -> _Finished:
+        started = time.time()
+        result, error = await self.execute_step(step, ctx)
+        return _Finished(token, step, iteration, started, time.time(), result, error, ctx.turns, ctx.cost)
+
+    async def execute_step(self, step: CompiledStep, ctx: StepCtx) -> tuple[StepResult | None, EngineError | None]:
+        """Run the executor with the step's timeout and retry policy; never raises EngineError."""
+        spec = step.spec
+        executor = self.engine.executor_for(step)
+        policy = spec.retry
+        attempts = policy.attempts if policy else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                async with asyncio.timeout(spec.timeout_seconds):
+                    result = await executor(ctx)
+                ctx.turns = max(ctx.turns, result.turns)
+                return result, None
+            except TimeoutError:
+                return None, StepTimeout(f"step {spec.id} exceeded its timeout of {spec.timeout_seconds:g}s",
+                                         step_id=spec.id)
+            except (ProviderError, ToolError) as exc:
+                if exc.retryable and attempt < attempts and self.failure is None:
+                    assert policy is not None
+                    self.emit(StepError(step_id=spec.id, error=exc.message, will_retry=True))
+                    await asyncio.sleep(min(policy.backoff_seconds * 2 ** (attempt - 1), policy.max_backoff_seconds))
+                    continue
+                exc.step_id = exc.step_id or spec.id
+                return None, exc
+            except EngineError as exc:
+                return None, exc
+            except Exception as exc:  # noqa: BLE001 - a bug in an executor fails its step, not the engine
+                return None, StepFailed(f"step {spec.id} raised {type(exc).__name__}: {exc}", step_id=spec.id)
+        raise AssertionError("unreachable")
+
+    async def run_substep(self, parent: StepCtx, step_id: str, state: Mapping[str, Any], iteration: int) -> StepResult:
+        step = self.graph.steps[step_id]
+        self.emit(StepStart(step_id=step_id, step_name=step.spec.label, step_type=step.type, iteration=iteration))
+        ctx = StepCtx(self, step, state, iteration)
+        started = time.time()
+        result, error = await self.execute_step(step, ctx)
+        ended = time.time()
+        status = "completed" if error is None else "failed"
+        output = None if result is None or result.output is NO_OUTPUT else result.output
+        self.emit(StepComplete(step_id=step_id, step_name=step.spec.label, step_type=step.type, status=status,
+                               output_key=step.spec.output_key, output=preview(output), turns=ctx.turns,
+                               cost_usd=ctx.cost, duration_seconds=round(ended - started, 6)))
+        record = self._record(step, status, iteration, ctx.turns, ctx.cost, started, ended, {}, error)
+        parent.turns += ctx.turns
+        if error is not None:
+            if step.spec.on_error != "continue":
+                raise error
+            return StepResult(turns=ctx.turns, cost_usd=ctx.cost, body_history=[record])
+        assert result is not None
+        result.body_history.insert(0, record)
+        result.turns, result.cost_usd = ctx.turns, ctx.cost
+        return result
+
+    async def _finished(self, fin: _Finished) -> None:
+        self._contexts.pop(fin.token.id, None)
+        step, spec = fin.step, fin.step.spec
+        error = fin.error
+        if error is None and self.failure is not None and isinstance(self.failure, CostLimitExceeded):
+            error = self.failure
+        writes: dict[str, Any] = {}
+        if error is None and fin.result is not None and fin.result.gate is not None:
+            await self._park(fin)
+            return
+        if error is None and fin.result is not None:
+            try:
+                writes = self._apply_writes(step, fin.result)
+            except RunError as exc:
+                error = exc
+        body = fin.result.body_history if fin.result is not None else []
+        if error is not None:
+            self.emit(StepError(step_id=spec.id, error=error.message))
+            if spec.on_error != "continue" or isinstance(error, CostLimitExceeded):
+                await self._commit_step(fin.token, step, "failed", fin.iteration, fin.started, fin.ended, {},
+                                        error=error, turns=fin.turns, cost=fin.cost, body=body, retire=False)
+                self.failure = self.failure or (error if isinstance(error, RunError) else RunError(error.message))
+                return
+            await self._commit_step(fin.token, step, "failed", fin.iteration, fin.started, fin.ended, {},
+                                    error=error, turns=fin.turns, cost=fin.cost, body=body, route=None)
+            return
+        assert fin.result is not None
+        if self._routes(step):
+            target = scheduler.targets(step, fin.result.route)
+            if step.type != "evaluator":  # evaluators report their own decision with reasoning
+                from engine.events import RoutingDecision
+
+                self.emit(RoutingDecision(step_id=spec.id, decision=str(fin.result.route),
+                                          target_step_id=target[0] if target else None, reasoning=fin.result.reasoning))
+        await self._commit_step(fin.token, step, "completed", fin.iteration, fin.started, fin.ended, writes,
+                                turns=fin.turns, cost=fin.cost, body=body, route=fin.result.route,
+                                output=fin.result.output)
+
+    @staticmethod
+    def _routes(step: CompiledStep) -> bool:
+        return step.type in ("if_else", "switch")
+
+    def _apply_writes(self, step: CompiledStep, result: StepResult) -> dict[str, Any]:
+        writes: dict[str, Any] = {}
+        if step.spec.output_key and result.output is not NO_OUTPUT:
+            writes[step.spec.output_key] = result.output
+        writes.update(result.extra_writes)
+        trial = {k: self.state.get(k) for k in writes}
+        for key, value in writes.items():
+            self.graph.schema.apply(trial, key, value, step_id=step.spec.id)
+        self.state.update(trial)
+        if step.spec.output_key and result.output is not NO_OUTPUT:
+            self.last_output = trial[step.spec.output_key]
+            self.response = self.last_output
+        return writes
+
+    async def _commit_step(self, token: Token, step: CompiledStep, status: str, iteration: int, started: float,
+                           ended: float, writes: dict[str, Any], *, error: EngineError | None = None, turns: int = 0,
+                           cost: float = 0.0, body: list[dict[str, Any]] | None = None, route: str | None = None,
+                           output: Any = NO_OUTPUT, skipped: bool = False, retire: bool = True) -> None:
+        spec = step.spec
+        if status != "skipped":
+            self.emit(StepComplete(step_id=spec.id, step_name=spec.label, step_type=step.type, status=status,
+                                   output_key=spec.output_key, output=preview(None if output is NO_OUTPUT else output),
+                                   turns=turns, cost_usd=cost, duration_seconds=round(ended - started, 6)))
+        records = list(body or [])
+        records.append(self._record(step, status, iteration, turns, cost, started, ended, writes, error))
+        new: list[Token] = []
+        if retire:
+            new = scheduler.advance(self.graph, self.frontier, token, route, skipped=skipped)
+        else:
+            self.frontier.tokens.pop(token.id, None)
+        await self._checkpoint(records)
+        for tok in new:
+            await self._start(tok)
+
+    def _record(self, step: CompiledStep, status: str, iteration: int, turns: int, cost: float, started: float,
+                ended: float, writes: dict[str, Any], error: EngineError | None) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "idx": 0, "step_id": step.spec.id, "step_name": step.spec.label,
+            "type": step.type, "status": status, "iteration": iteration, "turns": turns, "cost_usd": cost,
+            "started_at": started, "ended_at": ended, "output_key": step.spec.output_key,
+            "error": error.message if error is not None else None, "writes": writes,
+        }
+
+    async def _checkpoint(self, records: list[dict[str, Any]], **run: Any) -> None:
+        for r in records:
+            self.step_count += 1
+            self.executed += r["status"] != "skipped"
+            r["idx"] = self.step_count
+            if not isinstance(r["writes"], bytes):
+                r["writes"] = _json.encode(r["writes"])
+        events = self.take_events()
+        values = {
+            "frontier": scheduler.encode(self.frontier), "cost_usd": self.cost, "turns": self.turns,
+            "steps_done": self.step_count, "last_seq": self.seq, "updated_at": time.time(), **run,
+        }
+        await self.store.checkpoint(Checkpoint(self.run_id, self.epoch, values, records, events))
+
+    # -- gates and endings -------------------------------------------------------------------
+
+    async def _park(self, fin: _Finished) -> None:
+        gate = fin.result.gate  # type: ignore[union-attr]
+        assert gate is not None
+        spec = fin.step.spec
+        scheduler.park(self.frontier, fin.token)
+        payload = {"step_id": spec.id, "prompt": gate.prompt, "fields": gate.fields,
+                   "agent_context": gate.agent_context}
+        self.gates[spec.id] = {**payload, "deadline": time.time() + gate.timeout_seconds,
+                               "started_at": fin.started, "iteration": fin.iteration,
+                               "child_run_id": gate.child_run_id}
+        self.emit(HumanInputRequired(**payload))
+        await self._checkpoint([], gate=_json.encode(self.gates).decode())
+
+    async def answer_gate(self, step_id: str, answer: Any) -> None:
+        """Record a gate's answer as the human step's completion and release its token; drive()
+        then starts what follows."""
+        gate = self.gates.pop(step_id)
+        token = scheduler.unpark(self.frontier, step_id)
+        assert token is not None, f"no token parked at {step_id}"
+        step = self.graph.steps[step_id]
+        writes = {step.spec.output_key or "human_response": answer, "human_response": answer}
+        trial = {k: self.state.get(k) for k in writes}
+        for key, value in writes.items():
+            self.graph.schema.apply(trial, key, value, step_id=step_id)
+        self.state.update(trial)
+        self.last_output = self.response = answer
+        now = time.time()
+        self.emit(StepComplete(step_id=step_id, step_name=step.spec.label, step_type=step.type, status="completed",
+                               output_key=step.spec.output_key, output=preview(answer), turns=0, cost_usd=0.0,
+                               duration_seconds=round(now - gate["started_at"], 6)))
+        record = self._record(step, "completed", gate["iteration"], 0, 0.0, gate["started_at"], now, writes, None)
+        scheduler.advance(self.graph, self.frontier, token, None)
+        await self._checkpoint([record], gate=_json.encode(self.gates).decode() if self.gates else None,
+                               gate_deadline=None)
+
+    async def rerun_gate(self, step_id: str) -> None:
+        """A gate inside a sub-orchestration was answered: run the parent's step again (same
+        iteration, so it finds the same child run)."""
+        self.gates.pop(step_id)
+        token = scheduler.unpark(self.frontier, step_id)
+        assert token is not None
+        self.frontier.iterations[step_id] -= 1
+        self.turns -= 1
+        await self._checkpoint([], gate=_json.encode(self.gates).decode() if self.gates else None, gate_deadline=None)
+
+    async def _pause(self) -> None:
+        self.status = "paused"
+        deadline = min(g["deadline"] for g in self.gates.values())
+        self.emit(Done(status="paused"))
+        await self._checkpoint([], status="paused", state=_json.encode(self.state).decode(),
+                               gate=_json.encode(self.gates).decode(), gate_deadline=deadline,
+                               active_seconds=self.active_seconds)
+
+    async def _complete(self) -> None:
+        self.status = "completed"
+        response = self.response_text()
+        self.emit(OrchestrationComplete(status="completed", final_state=self.state, response=response,
+                                        total_cost_usd=self.cost))
+        self.emit(Done(status="completed"))
+        await self._checkpoint([], status="completed", state=_json.encode(self.state).decode(), response=response,
+                               gate=None, finished_at=time.time(), active_seconds=self.active_seconds)
+
+    def response_text(self) -> str:
+        if self.response is NO_OUTPUT or self.response is None:
+            return f"Orchestration completed. {self.executed_steps()} steps executed."
+        return self.response if isinstance(self.response, str) else _json.encode(self.response).decode()
+
+    def executed_steps(self) -> int:
+        return self.executed
+
+    async def _fail(self, error: RunError) -> None:
+        self.status = "failed"
+        await self._cancel_tasks(f"cancelled: {error.message}")
+        self.emit(OrchestrationError(error=error.message))
+        self.emit(Done(status="failed"))
+        await self._checkpoint([], status="failed", state=_json.encode(self.state).decode(), error=error.message,
+                               response=error.message, finished_at=time.time(), active_seconds=self.active_seconds)
+
+    async def _cancel_tasks(self, reason: str) -> None:
+        """Cancel in-flight steps; each one is recorded as failed with what it spent."""
+        if not self._tasks:
+            return
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        records = []
+        now = time.time()
+        for task, token in self._tasks.items():
+            ctx = self._contexts.pop(token.id, None)
+            if ctx is None:
+                continue
+            records.append(self._record(ctx.step, "failed", ctx.iteration, ctx.turns, ctx.cost, now, now, {},
+                                        RunError(reason)))
+            self.frontier.tokens.pop(token.id, None)
+        self._tasks.clear()
+        if records:
+            await self._checkpoint(records)
+
+    async def _abandon(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def cancel(self) -> None:
+        self.status = "cancelled"
+        await self._cancel_tasks("cancelled: the run was cancelled")
+        self.emit(OrchestrationError(error="Run cancelled"))
+        self.emit(Done(status="cancelled"))
+        await self._checkpoint([], status="cancelled", state=_json.encode(self.state).decode(), error="Run cancelled",
+                               response="Run cancelled", finished_at=time.time(), active_seconds=self.active_seconds)

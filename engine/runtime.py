@@ -1,0 +1,371 @@
+"""The engine: graphs by id and version, starting, resuming, cancelling and recovering runs.
+
+Everything a server or the CLI does with runs goes through `Engine`; each active run is driven
+by a `RunDriver` task owned by this process, and the store decides who owns what.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+import uuid
+from typing import Any, Mapping
+
+import msgspec
+
+from engine import scheduler
+from engine.compile import CompiledGraph, CompiledStep, compile_definition
+from engine.errors import (
+    DefinitionError, GateTimeout, InvalidInput, NotPaused, ProviderError, RunNotFound,
+)
+from engine.events import Done, EventHub, OrchestrationError, RunStart, encode_event
+from engine.loader import decode_orchestration
+from engine.results import RunResult, build_result
+from engine.runner import RunDriver
+from engine.services import Services
+from engine.spec import Agent
+from engine.steps import default_executors
+from engine.steps.base import Executor
+from engine.steps.human import check_answer
+from engine.store.sql import SQLStore
+
+_json = msgspec.json.Encoder()
+
+
+class Engine:
+    def __init__(self, store: SQLStore, services: Services, *, executors: Mapping[str, Executor] | None = None,
+                 owner: str | None = None) -> None:
+        self.store = store
+        self.services = services
+        services.engine = self
+        self.executors: dict[str, Executor] = {**default_executors(), **(executors or {})}
+        self.owner = owner or f"{uuid.uuid4().hex[:12]}"
+        self.hub = EventHub()
+        self.graphs: dict[str, CompiledGraph] = {}
+        self._versions: dict[str, CompiledGraph] = {}
+        self._drivers: dict[str, RunDriver] = {}
+        self._tasks: dict[str, asyncio.Task[str]] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    # -- graphs ------------------------------------------------------------------------------
+
+    async def add_graph(self, graph: CompiledGraph) -> None:
+        self.graphs[graph.id] = graph
+        self._versions[graph.version] = graph
+        body = {"orchestration": msgspec.to_builtins(graph.orchestration),
+                "agents": [msgspec.to_builtins(a) for a in graph.agents.values()]}
+        await self.store.save_definition(graph.version, graph.id, _json.encode(body).decode())
+
+    async def graph_for_version(self, version: str) -> CompiledGraph:
+        graph = self._versions.get(version)
+        if graph is not None:
+            return graph
+        body = await self.store.get_definition(version)
+        if body is None:
+            raise RunNotFound(f"definition version {version} is not stored")
+        doc = msgspec.json.decode(body)
+        orch, problems = decode_orchestration(doc["orchestration"], f"<stored {version}>")
+        agents = {a["id"]: msgspec.convert(a, Agent) for a in doc.get("agents", [])}
+        if orch is None:
+            raise DefinitionError(problems)
+        import msgspec.structs as structs
+
+        result = compile_definition(structs.replace(orch, version=version), agents,
+                                    orchestrations=set(self.graphs))
+        if result.graph is None:
+            raise DefinitionError(result.problems)
+        self._versions[version] = result.graph
+        return result.graph
+
+    def executor_for(self, step: CompiledStep) -> Executor:
+        if step.type == "agent" and step.spec.agent_id:
+            agent = step.spec.agent_id and self._agent(step)
+            if agent is not None and agent.type == "orchestrator":
+                return self.executors["subflow"]
+        executor = self.executors.get(step.type)
+        if executor is None:
+            raise ProviderError(f"no executor for {step.type} steps", provider="engine", model="-")
+        return executor
+
+    def _agent(self, step: CompiledStep) -> Agent | None:
+        for graph in self._versions.values():
+            agent = graph.agents.get(step.spec.agent_id or "")
+            if agent is not None:
+                return agent
+        return None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self.store.open()
+        if not self.store.is_sqlite and self._heartbeat is None:
+            self._heartbeat = asyncio.create_task(self._renew_leases())
+
+    async def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+        for timer in self._timers.values():
+            timer.cancel()
+        for task in list(self._tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await self.services.aclose()
+        await self.store.close()
+
+    async def _renew_leases(self) -> None:
+        lease = self.services.settings.lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            await self.store.renew_leases(self.owner, list(self._drivers), lease)
+            await self.recover(all_running=False)
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def initial_state(self, graph: CompiledGraph, message: str, state: Mapping[str, Any] | None) -> dict[str, Any]:
+        values = graph.schema.initial()
+        if message:
+            values["user_input"] = message
+            values["user_query"] = message
+            if graph.schema.first_string_key:
+                values[graph.schema.first_string_key] = message
+        errors: dict[str, str] = {}
+        for key, value in (state or {}).items():
+            try:
+                values[key] = graph.schema.check(key, value)
+            except Exception as exc:  # StateWriteError
+                errors[key] = str(exc)
+        if errors:
+            raise InvalidInput("; ".join(f"state.{k}: {v}" for k, v in errors.items()))
+        return values
+
+    async def start(self, orchestration_id: str, message: str = "", state: Mapping[str, Any] | None = None, *,
+                    idempotency_key: str | None = None, parent: tuple[str, str, int] | None = None) -> str:
+        """Create a run and start driving it; returns its id (an existing one for a reused
+        idempotency key)."""
+        graph = self.graphs.get(orchestration_id)
+        if graph is None:
+            raise RunNotFound(f"orchestration '{orchestration_id}' not found")
+        values = self.initial_state(graph, message, state)
+        run_id = f"run_{orchestration_id}_{int(time.time())}{secrets.token_hex(4)}"
+        frontier = scheduler.start(graph)
+        now = time.time()
+        start_event = RunStart(orchestration_id=graph.id, version=graph.version, message=message)
+        start_event.run_id, start_event.seq, start_event.ts = run_id, 1, now
+        self.hub.publish(start_event)
+        row = {
+            "id": run_id, "orchestration_id": graph.id, "version": graph.version, "status": "running",
+            "message": message, "frontier": scheduler.encode(frontier), "cost_usd": 0.0, "turns": 0,
+            "steps_done": 1, "last_seq": 1, "active_seconds": 0.0, "created_at": now, "updated_at": now,
+            "epoch": 1, "owner": self.owner, "lease_until": now + self.services.settings.lease_seconds,
+            "parent_run_id": parent[0] if parent else None, "parent_step_id": parent[1] if parent else None,
+            "depth": parent[2] if parent else 0,
+        }
+        record = {"run_id": run_id, "idx": 1, "step_id": "", "step_name": "", "type": "input", "status": "input",
+                  "iteration": 0, "turns": 0, "cost_usd": 0.0, "started_at": now, "ended_at": now,
+                  "output_key": None, "error": None, "writes": _json.encode(values)}
+        created = await self.store.create_run(row, [(1, encode_event(start_event))], idempotency_key,
+                                              steps=[record])
+        if created != run_id:
+            return created
+        driver = RunDriver(self, graph, row, state=values, frontier=frontier, step_count=1, epoch=1)
+        self._launch(driver)
+        return run_id
+
+    def _launch(self, driver: RunDriver) -> None:
+        self._drivers[driver.run_id] = driver
+        self._tasks[driver.run_id] = asyncio.create_task(self._drive(driver), name=f"run {driver.run_id}")
+
+    async def _drive(self, driver: RunDriver) -> str:
+        try:
+            status = await driver.drive()
+            if status == "paused":
+                self._arm_gate_timer(driver.run_id, min(g["deadline"] for g in driver.gates.values()))
+            return status
+        finally:
+            self._drivers.pop(driver.run_id, None)
+            self._tasks.pop(driver.run_id, None)
+            self.hub.close(driver.run_id)
+
+    async def wait(self, run_id: str) -> RunResult:
+        """The run's result once it is no longer running here (completed, paused, failed...)."""
+        task = self._tasks.get(run_id)
+        if task is not None:
+            await asyncio.shield(task)
+        return await self.result(run_id)
+
+    async def run(self, orchestration_id: str, message: str = "", state: Mapping[str, Any] | None = None,
+                  **kw: Any) -> RunResult:
+        return await self.wait(await self.start(orchestration_id, message, state, **kw))
+
+    async def result(self, run_id: str) -> RunResult:
+        row = await self.store.get_run(run_id)
+        if row is None:
+            raise RunNotFound(f"run '{run_id}' not found")
+        records = await self.store.step_records(run_id)
+        if row["state"] is not None and row["status"] != "running":
+            state = msgspec.json.decode(row["state"])
+        else:
+            graph = await self.graph_for_version(row["version"])
+            state = replay_state(graph, records)
+        gates = msgspec.json.decode(row["gate"]) if row["gate"] else {}
+        return build_result(row, records, state, gates)
+
+    def is_active(self, run_id: str) -> bool:
+        return run_id in self._drivers
+
+    def pending_events(self, run_id: str) -> list[Any]:
+        driver = self._drivers.get(run_id)
+        return list(driver.pending) if driver else []
+
+    async def _load_driver(self, row: dict[str, Any], epoch: int) -> RunDriver:
+        graph = await self.graph_for_version(row["version"])
+        records = await self.store.step_records(row["id"])
+        state = replay_state(graph, records)
+        driver = RunDriver(self, graph, row, state=state, frontier=scheduler.decode(row["frontier"]),
+                           step_count=len(records), epoch=epoch,
+                           executed=sum(1 for r in records if r["status"] in ("completed", "failed")))
+        outputs = [r for r in records if r["output_key"] and r["status"] == "completed"]
+        if outputs:
+            key = outputs[-1]["output_key"]
+            driver.last_output = driver.response = state.get(key)
+        return driver
+
+    async def resume(self, run_id: str, response: Any, *, step_id: str | None = None) -> str:
+        """Answer the run's gate and continue it. Exactly one of many concurrent resumes wins;
+        the others raise NotPaused."""
+        row = await self.store.get_run(run_id)
+        if row is None:
+            raise RunNotFound(f"run '{run_id}' not found")
+        if row["status"] != "paused":
+            raise NotPaused(f"run '{run_id}' is {row['status']}, not paused")
+        gates = msgspec.json.decode(row["gate"]) if row["gate"] else {}
+        gate = gates.get(step_id) if step_id else (min(gates.values(), key=lambda g: g["deadline"]) if gates else None)
+        if gate is None:
+            raise NotPaused(f"run '{run_id}' has no pending gate{f' at step {step_id}' if step_id else ''}")
+        if gate["deadline"] <= time.time():
+            await self.fail_paused(run_id, GateTimeout(f"human gate {gate['step_id']} was not answered in time"))
+            raise NotPaused(f"run '{run_id}' failed: its gate {gate['step_id']} timed out")
+        graph = await self.graph_for_version(row["version"])
+        answer = check_answer(graph.steps[gate["step_id"]].spec, response)
+        if gate.get("child_run_id"):
+            return await self._resume_child(row, gate, response)
+        epoch = await self.store.claim_paused(run_id, self.owner, self.services.settings.lease_seconds)
+        if epoch is None:
+            raise NotPaused(f"run '{run_id}' is no longer paused")
+        self._disarm_gate_timer(run_id)
+        row = await self.store.get_run(run_id)
+        assert row is not None
+        driver = await self._load_driver(row, epoch)
+        await driver.answer_gate(gate["step_id"], answer)
+        self._launch(driver)
+        return run_id
+
+    async def _resume_child(self, row: dict[str, Any], gate: dict[str, Any], response: Any) -> str:
+        """The parent waits at a gate inside its child: answer the child, then re-enter the
+        parent's sub-orchestration step, which picks up the child where it now stands."""
+        child_id = gate["child_run_id"]
+        await self.resume(child_id, response)
+        epoch = await self.store.claim_paused(row["id"], self.owner, self.services.settings.lease_seconds)
+        if epoch is None:
+            raise NotPaused(f"run '{row['id']}' is no longer paused")
+        self._disarm_gate_timer(row["id"])
+        fresh = await self.store.get_run(row["id"])
+        assert fresh is not None
+        driver = await self._load_driver(fresh, epoch)
+        await driver.rerun_gate(gate["step_id"])
+        self._launch(driver)
+        return row["id"]
+
+    async def cancel(self, run_id: str) -> RunResult:
+        driver = self._drivers.get(run_id)
+        task = self._tasks.get(run_id)
+        if driver is not None and task is not None:
+            driver.cancel_requested = True
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return await self.result(run_id)
+        row = await self.store.get_run(run_id)
+        if row is None:
+            raise RunNotFound(f"run '{run_id}' not found")
+        if not await self._end_elsewhere(row, "cancelled", "Run cancelled"):
+            raise NotPaused(f"run '{run_id}' is {row['status']}; only running or paused runs can be cancelled")
+        self._disarm_gate_timer(run_id)
+        return await self.result(run_id)
+
+    async def fail_paused(self, run_id: str, error: Exception) -> None:
+        row = await self.store.get_run(run_id)
+        if row is not None:
+            await self._end_elsewhere(row, "failed", str(error))
+
+    async def _end_elsewhere(self, row: dict[str, Any], status: str, message: str) -> bool:
+        """End a run this process is not driving (paused, or owned by a dead process). Bumping
+        the epoch fences off any owner that is still writing."""
+        from sqlalchemy import literal_column
+
+        ok = await self.store.set_status(row["id"], status, expect=["paused", "running"], error=message,
+                                         response=message, finished_at=time.time(),
+                                         epoch=literal_column("epoch") + 1,
+                                         last_seq=row["last_seq"] + 2)
+        if ok:
+            events = [OrchestrationError(error=message), Done(status=status)]
+            for i, e in enumerate(events, start=1):
+                e.run_id, e.seq, e.ts = row["id"], row["last_seq"] + i, time.time()
+                self.hub.publish(e)
+            await self.store.add_events(row["id"], [(e.seq, encode_event(e)) for e in events])
+            self.hub.close(row["id"])
+        return ok
+
+    def _arm_gate_timer(self, run_id: str, deadline: float) -> None:
+        self._disarm_gate_timer(run_id)
+        loop = asyncio.get_running_loop()
+
+        def expire() -> None:
+            self._timers.pop(run_id, None)
+            task = loop.create_task(self.fail_paused(run_id, GateTimeout("human gate was not answered in time")))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+        self._timers[run_id] = loop.call_later(max(0.0, deadline - time.time()), expire)
+
+    def _disarm_gate_timer(self, run_id: str) -> None:
+        timer = self._timers.pop(run_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    _background: set[asyncio.Task[Any]] = set()
+
+    async def recover(self, *, all_running: bool | None = None) -> list[str]:
+        """Continue runs left `running` by a process that died, from their last checkpoint."""
+        if all_running is None:
+            all_running = self.store.is_sqlite
+        claimed = await self.store.claim_orphans(self.owner, self.services.settings.lease_seconds,
+                                                 all_running=all_running)
+        resumed = []
+        for run_id, epoch in claimed:
+            if run_id in self._drivers:
+                continue
+            row = await self.store.get_run(run_id)
+            assert row is not None
+            driver = await self._load_driver(row, epoch)
+            self._launch(driver)
+            resumed.append(run_id)
+        for row in await self.store.runs_with_status("paused"):
+            if row["gate_deadline"] is not None and row["id"] not in self._timers:
+                self._arm_gate_timer(row["id"], row["gate_deadline"])
+        return resumed
+
+
+def replay_state(graph: CompiledGraph, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run's state rebuilt from its step records' deltas, reducers applied in order."""
+    state: dict[str, Any] = {}
+    for r in records:
+        writes = msgspec.json.decode(r["writes"]) if r["writes"] else {}
+        if r["type"] == "input":
+            state.update(writes)
+            continue
+        for key, value in writes.items():
+            graph.schema.apply(state, key, value)
+    return state

@@ -1,0 +1,173 @@
+"""Which steps run next: pure bookkeeping over the compiled graph, no I/O, no clocks, no awaits.
+
+A run's progress is a `Frontier` of tokens. A token stands at a step that is ready or running.
+When a step with fan-out finishes, a `Scope` opens: one token per branch, all counted against
+the join step. A branch that reaches the join arrives; a branch that ends elsewhere (no
+successor, a route to null) dies. When every branch has arrived or died, the join becomes ready
+(for a `parallel` step always; for a list `next_step_id` only if some branch arrived), so joins
+never wait for dead branches. Tokens parked at human steps are `gates`.
+
+The frontier is plain data and is stored with every checkpoint, so a restarted engine resumes
+exactly the tokens that were ready or in flight.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from engine.compile import CompiledGraph, CompiledStep
+
+
+class Token(msgspec.Struct):
+    id: int
+    step_id: str
+    scopes: tuple[int, ...] = ()
+    then: tuple[str, ...] = ()  # queued steps of a multi-step parallel branch
+
+
+class Scope(msgspec.Struct):
+    id: int
+    join: str | None
+    pending: int
+    parent: tuple[int, ...]
+    parallel: bool
+    arrived: int = 0
+
+
+class Frontier(msgspec.Struct):
+    tokens: dict[int, Token] = {}
+    scopes: dict[int, Scope] = {}
+    gates: list[Token] = []
+    iterations: dict[str, int] = {}
+    next_id: int = 1
+
+    def new_token(self, step_id: str, scopes: tuple[int, ...], then: tuple[str, ...] = ()) -> Token:
+        tok = Token(self.next_id, step_id, scopes, then)
+        self.next_id += 1
+        self.tokens[tok.id] = tok
+        return tok
+
+
+def start(graph: CompiledGraph) -> Frontier:
+    f = Frontier()
+    f.new_token(graph.entry, ())
+    return f
+
+
+def targets(step: CompiledStep, route: str | None) -> tuple[str, ...]:
+    """Where a finished step goes, given the route its executor chose."""
+    t = step.type
+    if t == "end":
+        return ()
+    if t in ("evaluator", "switch", "if_else"):
+        if route is not None and route in step.routes:
+            target = step.routes[route]
+            if target:
+                return (target,)
+            if t == "if_else" and target is None:
+                return step.next[:1]
+            return ()
+        if t == "switch" and step.spec.switch_default_step_id:
+            return (step.spec.switch_default_step_id,)
+        return step.next[:1]
+    return step.next
+
+
+def advance(graph: CompiledGraph, f: Frontier, token: Token, route: str | None, *, skipped: bool = False) -> list[Token]:
+    """Retire `token` after its step finished (or was skipped by the loop guard); return the new
+    tokens that are now ready."""
+    del f.tokens[token.id]
+    step = graph.steps[token.step_id]
+    new: list[Token] = []
+    if token.then and not skipped:
+        _move(f, token.scopes, token.then[0], token.then[1:], new)
+        return new
+    if step.fanout is not None and not skipped:
+        fo = step.fanout
+        if not fo.branches:
+            if fo.join:
+                _move(f, token.scopes, fo.join, (), new)
+            else:
+                _end(f, token.scopes, new)
+            return new
+        scope = Scope(f.next_id, fo.join, len(fo.branches), token.scopes, fo.parallel)
+        f.next_id += 1
+        f.scopes[scope.id] = scope
+        for branch in fo.branches:
+            new.append(f.new_token(branch[0], token.scopes + (scope.id,), branch[1:]))
+        return new
+    nexts = step.next if skipped else targets(step, route)
+    if not nexts:
+        _end(f, token.scopes, new)
+    for target in nexts:
+        _move(f, token.scopes, target, (), new)
+    return new
+
+
+def park(f: Frontier, token: Token) -> None:
+    """The token reached a human step: hold it until someone answers."""
+    del f.tokens[token.id]
+    f.gates.append(token)
+
+
+def unpark(f: Frontier, step_id: str) -> Token | None:
+    for i, tok in enumerate(f.gates):
+        if tok.step_id == step_id:
+            del f.gates[i]
+            f.tokens[tok.id] = tok
+            return tok
+    return None
+
+
+def _move(f: Frontier, scopes: tuple[int, ...], target: str, then: tuple[str, ...], new: list[Token]) -> None:
+    for depth in range(len(scopes) - 1, -1, -1):
+        if f.scopes[scopes[depth]].join == target:
+            for inner in reversed(scopes[depth + 1:]):  # leaving inner fan-outs early ends their branch
+                _settle(f, f.scopes[inner], arrived=False, new=new)
+            _settle(f, f.scopes[scopes[depth]], arrived=True, new=new)
+            return
+    new.append(f.new_token(target, scopes, then))
+
+
+def _end(f: Frontier, scopes: tuple[int, ...], new: list[Token]) -> None:
+    if scopes:
+        _settle(f, f.scopes[scopes[-1]], arrived=False, new=new)
+
+
+def _settle(f: Frontier, scope: Scope, *, arrived: bool, new: list[Token]) -> None:
+    if scope.id not in f.scopes:
+        return
+    scope.pending -= 1
+    scope.arrived += arrived
+    if scope.pending > 0:
+        return
+    del f.scopes[scope.id]
+    if scope.join is not None and (scope.arrived or scope.parallel):
+        _move(f, scope.parent, scope.join, (), new)
+    else:
+        _end(f, scope.parent, new)
+
+
+def loop_guard(graph: CompiledGraph, f: Frontier, step_id: str) -> bool:
+    """True when the step has already run max_iterations times and must be skipped."""
+    return f.iterations.get(step_id, 0) >= graph.steps[step_id].spec.max_iterations
+
+
+def count_iteration(f: Frontier, step_id: str) -> int:
+    n = f.iterations.get(step_id, 0) + 1
+    f.iterations[step_id] = n
+    return n
+
+
+def encode(f: Frontier) -> bytes:
+    return msgspec.json.encode(f)
+
+
+def decode(data: bytes | str) -> Frontier:
+    return msgspec.json.decode(data, type=Frontier)
+
+
+def describe(f: Frontier) -> dict[str, Any]:
+    return {"ready": sorted(t.step_id for t in f.tokens.values()), "gates": [t.step_id for t in f.gates]}

@@ -1,0 +1,62 @@
+"""What executors may use, built in one place and passed in: providers, tools, prices, limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from engine.cost import PriceTable
+from engine.errors import ProviderError
+from engine.providers.base import Provider
+from engine.sandbox import TransformLimits
+from engine.settings import Settings
+from engine.tools import ToolRegistry
+
+if TYPE_CHECKING:
+    from engine.runner import Engine
+
+
+@dataclass
+class Services:
+    settings: Settings
+    providers: Mapping[str, Provider]
+    tools: ToolRegistry
+    prices: PriceTable
+    transform_limits: TransformLimits = TransformLimits()
+    engine: "Engine | None" = field(default=None, repr=False)  # set by the Engine (sub-orchestrations)
+
+    def provider_for(self, provider: str | None, model: str | None) -> tuple[Provider, str]:
+        """The provider and model a step uses: step/agent overrides, else the configured default."""
+        name = provider or self.settings.default_provider
+        chosen = model if model and model != "default" else None
+        if name not in self.providers:
+            raise ProviderError(f"provider '{name}' is not configured; configured: {', '.join(self.providers)}",
+                                provider=name, model=chosen or "?")
+        if chosen is None or (name == self.settings.default_provider == "offline"):
+            chosen = chosen or self.settings.default_model
+        return self.providers[name], chosen
+
+    async def aclose(self) -> None:
+        for p in self.providers.values():
+            await p.aclose()
+
+
+def build_services(settings: Settings, *, providers: Mapping[str, Provider] | None = None,
+                   tools: ToolRegistry | None = None, **extra: Any) -> Services:
+    from engine.providers import build_providers
+
+    registry = tools or ToolRegistry.with_builtins()
+    for module in settings.tool_modules:
+        registry.load_module(module)
+    prices = PriceTable.from_file(settings.price_file) if settings.price_file else PriceTable()
+    Path(settings.sandbox_root).mkdir(parents=True, exist_ok=True)
+    return Services(
+        settings=settings,
+        providers=providers if providers is not None else build_providers(settings),
+        tools=registry,
+        prices=prices,
+        transform_limits=TransformLimits(timeout_seconds=settings.transform_timeout_seconds,
+                                         memory_mb=settings.transform_memory_mb),
+        **extra,
+    )

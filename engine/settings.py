@@ -1,0 +1,49 @@
+"""Operator settings, from ORCH_* environment variables (flags override them in the CLI)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+
+
+class Settings(msgspec.Struct, kw_only=True):
+    database_url: str = "sqlite:///orch-data/orch.db"
+    graphs_dir: str = "graphs"
+    sqlite_synchronous: str = "NORMAL"  # NORMAL survives a process crash; FULL a power cut
+    default_provider: str = "offline"
+    default_model: str = "offline"
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_key: str | None = None
+    anthropic_base_url: str = "https://api.anthropic.com"
+    anthropic_api_key: str | None = None
+    price_file: str | None = None
+    tool_modules: list[str] = []
+    sandbox_root: str = "orch-data/sandbox"
+    allow_http_transforms: bool = False
+    lease_seconds: float = 30.0
+    transform_timeout_seconds: float = 10.0
+    transform_memory_mb: int = 512
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        values: dict[str, object] = {}
+        for name in cls.__struct_fields__:
+            raw = env.get("ORCH_" + name.upper())
+            if raw is None:
+                continue
+            if name == "tool_modules":
+                values[name] = [m.strip() for m in raw.split(",") if m.strip()]
+            else:
+                values[name] = raw
+        if "OPENAI_API_KEY" in env and "openai_api_key" not in values:
+            values["openai_api_key"] = env["OPENAI_API_KEY"]
+        if "ANTHROPIC_API_KEY" in env and "anthropic_api_key" not in values:
+            values["anthropic_api_key"] = env["ANTHROPIC_API_KEY"]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = msgspec.convert(values, cls, strict=False)
+        if settings.database_url.startswith("sqlite:///"):
+            Path(settings.database_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        return settings

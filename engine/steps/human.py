@@ -1,0 +1,109 @@
+"""Human gates: what the run shows when it pauses, and checking the answer that resumes it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+import msgspec
+
+from engine.errors import InvalidAnswer
+from engine.spec import HumanField, StepBase
+from engine.steps.base import GateRequest, StepContext, StepResult
+from engine.templates import render
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PHONE = re.compile(r"^\+?[0-9 ()./-]{5,20}$")
+_TRUE = {"true", "yes", "y", "1", "on"}
+_FALSE = {"false", "no", "n", "0", "off"}
+
+
+async def run_human(ctx: StepContext) -> StepResult:
+    s = ctx.step.spec
+    context = next((ctx.state[k] for k in s.input_keys if ctx.state.get(k) not in (None, "", [], {})), None)
+    if context is None:
+        context = ctx.last_output
+    gate = GateRequest(
+        prompt=render(s.human_prompt or "Please provide input to continue.", ctx.state),
+        fields=[field_payload(f) for f in s.human_fields],
+        agent_context="" if context is None else context if isinstance(context, str) else msgspec.json.encode(context).decode(),
+        timeout_seconds=s.human_timeout_seconds,
+    )
+    return StepResult(gate=gate)
+
+
+def field_payload(f: HumanField) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": f.field_name, "type": f.type, "label": f.label or f.field_name.replace("_", " ").capitalize()}
+    if f.options is not None:
+        out["options"] = f.options
+    if f.required:
+        out["required"] = True
+    return out
+
+
+def check_answer(step: StepBase, response: Any) -> Any:
+    """The answer converted per field; raises InvalidAnswer naming every bad field."""
+    fields = step.human_fields
+    if isinstance(response, str):
+        if len(fields) > 1 and any(f.required for f in fields[1:]):
+            raise InvalidAnswer({"response": "this gate has several fields; send an object with "
+                                 + ", ".join(f.field_name for f in fields)})
+        if not fields:
+            return response
+        response = {fields[0].field_name: response}
+    if not isinstance(response, dict):
+        raise InvalidAnswer({"response": "expected an object of field values or a string"})
+    if not fields:
+        return response
+    errors: dict[str, str] = {}
+    out = dict(response)
+    for f in fields:
+        name = f.field_name
+        value = response.get(name)
+        if value is None or value == "":
+            if f.required:
+                errors[name] = "is required"
+            continue
+        try:
+            out[name] = _convert(f, value)
+        except ValueError as exc:
+            errors[name] = str(exc)
+    if errors:
+        raise InvalidAnswer(errors)
+    return out
+
+
+def _convert(f: HumanField, value: Any) -> Any:
+    if f.type == "select":
+        options = f.option_list
+        if str(value) not in options:
+            raise ValueError(f"'{value}' is not one of: {', '.join(options)}")
+        return str(value)
+    if f.type == "number":
+        if isinstance(value, bool):
+            raise ValueError("expected a number")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"'{value}' is not a number") from None
+        return int(number) if number.is_integer() and not (isinstance(value, str) and "." in value) else number
+    if f.type == "boolean":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise ValueError(f"'{value}' is not a yes/no value")
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, got {type(value).__name__}")
+    if f.type == "email" and not _EMAIL.match(value):
+        raise ValueError(f"'{value}' is not an email address")
+    if f.type == "date":
+        try:
+            dt.date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"'{value}' is not a date (YYYY-MM-DD)") from None
+    if f.type == "phone" and not _PHONE.match(value):
+        raise ValueError(f"'{value}' is not a phone number")
+    return value

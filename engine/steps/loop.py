@@ -1,0 +1,63 @@
+"""The loop step: its body steps in order, `loop_count` times or once per item of `loop_over`.
+
+Body steps see the state as it was when the loop started, plus what earlier body steps of the
+same iteration wrote (and, for a sequential loop, what earlier iterations wrote), plus the
+current item under `item_key`. Their writes stay inside the loop; the loop's own output is
+`{body step name: [output per iteration]}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from engine.errors import StepFailed
+from engine.state import type_name
+from engine.steps.base import NO_OUTPUT, StepContext, StepResult
+
+
+async def run_loop(ctx: StepContext) -> StepResult:
+    s = ctx.step.spec
+    if s.loop_over:
+        items = ctx.state.get(s.loop_over)
+        if items is None:
+            items = []
+        if not isinstance(items, list):
+            raise StepFailed(f"step {s.id}: loop_over '{s.loop_over}' must be a list, got {type_name(items)}", step_id=s.id)
+    else:
+        items = list(range(s.loop_count))
+    names = {sid: (ctx.graph.steps[sid].spec.name or sid) for sid in s.loop_step_ids}
+    outputs: dict[str, list[Any]] = {names[sid]: [None] * len(items) for sid in s.loop_step_ids}
+    total = StepResult()
+
+    async def iteration(i: int, item: Any, scope: dict[str, Any]) -> None:
+        if s.loop_over:
+            scope[s.item_key] = item
+        for sid in s.loop_step_ids:
+            result = await ctx.run_substep(sid, scope, i + 1)
+            total.turns += result.turns
+            total.cost_usd += result.cost_usd
+            total.body_history.extend(result.body_history)
+            value = None if result.output is NO_OUTPUT else result.output
+            outputs[names[sid]][i] = value
+            key = ctx.graph.steps[sid].spec.output_key
+            if key and result.output is not NO_OUTPUT:
+                scope[key] = value
+            scope.update(result.extra_writes)
+
+    if s.loop_over and s.max_concurrency > 1:
+        limit = asyncio.Semaphore(s.max_concurrency)
+
+        async def bounded(i: int, item: Any) -> None:
+            async with limit:
+                await iteration(i, item, dict(ctx.state))
+
+        async with asyncio.TaskGroup() as tg:
+            for i, item in enumerate(items):
+                tg.create_task(bounded(i, item))
+    else:
+        scope = dict(ctx.state)
+        for i, item in enumerate(items):
+            await iteration(i, item, scope)
+    total.output = outputs
+    return total

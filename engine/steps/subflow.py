@@ -1,0 +1,48 @@
+"""Sub-orchestrations: an agent step whose agent has `type: orchestrator` runs another
+orchestration as a child run (fresh state, message = the step's rendered prompt).
+
+The child is started with an idempotency key made of the parent run, step and iteration, so a
+parent that restarts this step after a crash, or re-enters it after a gate in the child was
+answered, finds the same child instead of starting another. A gate inside the child pauses the
+parent; answering the parent's gate answers the child's.
+"""
+
+from __future__ import annotations
+
+import time
+
+from engine.errors import StepFailed
+from engine.steps.base import GateRequest, StepContext, StepResult
+from engine.templates import render
+
+MAX_DEPTH = 3
+
+
+async def run_subflow(ctx: StepContext) -> StepResult:
+    spec = ctx.step.spec
+    engine = ctx.services.engine
+    assert engine is not None, "sub-orchestrations need the engine"
+    agent = ctx.graph.agents[spec.agent_id or ""]
+    depth = ctx.driver.depth + 1  # type: ignore[attr-defined]
+    if depth > MAX_DEPTH:
+        raise StepFailed(f"step {spec.id}: sub-orchestrations nest at most {MAX_DEPTH} deep", step_id=spec.id)
+    child_orch = agent.orchestration_id or ""
+    message = render(spec.prompt_template, ctx.state) if spec.prompt_template else str(ctx.state.get("user_input") or "")
+    child_id = await engine.start(child_orch, message, idempotency_key=f"{ctx.run_id}:{spec.id}:{ctx.iteration}",
+                                  parent=(ctx.run_id, spec.id, depth))
+    result = await engine.wait(child_id)
+    turns = sum(h.turns for h in result.step_history or [])  # type: ignore[union-attr]
+    if result.status == "paused":
+        gate = result.human_input_required
+        row = await engine.store.get_run(child_id)
+        deadline = (row or {}).get("gate_deadline") or time.time() + 3600
+        return StepResult(turns=turns, gate=GateRequest(
+            prompt=gate.prompt, fields=gate.fields, agent_context=gate.agent_context,  # type: ignore[union-attr]
+            timeout_seconds=max(0.0, deadline - time.time()), child_run_id=child_id))
+    # The child's spend joins the parent's once the child has finished, so re-entering this
+    # step after a gate in the child never counts it twice.
+    ctx.add_cost(float(result.total_cost_usd or 0.0))  # type: ignore[arg-type]
+    if result.status != "completed":
+        raise StepFailed(f"step {spec.id}: sub-orchestration '{child_orch}' ({child_id}) {result.status}: "
+                         f"{result.response}", step_id=spec.id)
+    return StepResult(output=result.response, turns=turns)

@@ -1,0 +1,357 @@
+"""The SQL store: SQLite (embedded default, WAL) or PostgreSQL, chosen by URL.
+
+Checkpoint writes go through one writer thread with its own connection. Requests that arrive
+while a transaction is being written wait and are committed together in the next one (group
+commit, across runs), and each caller's future resolves only after its transaction committed,
+so no successor step starts before its predecessor is durable. Every run-row update is fenced by
+the run's `epoch`: a writer that lost the run (another process claimed it) changes nothing.
+Reads run on a connection pool in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import msgspec
+from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import SQLModel
+
+from engine.store.tables import ApiKeyRow, DefinitionRow, EventRow, IdempotencyRow, RunRow, StepRow
+
+RUNS, STEPS, EVENTS = RunRow.__table__, StepRow.__table__, EventRow.__table__  # type: ignore[attr-defined]
+DEFS, IDEM, KEYS = DefinitionRow.__table__, IdempotencyRow.__table__, ApiKeyRow.__table__  # type: ignore[attr-defined]
+RUN_COLUMNS = tuple(c.name for c in RUNS.columns)
+STEP_COLUMNS = tuple(c.name for c in STEPS.columns)
+
+
+def normalize_url(url: str) -> str:
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    if "://" not in url:  # a bare path is a SQLite file
+        url = f"sqlite:///{url}"
+    return url
+
+
+@dataclass
+class Checkpoint:
+    """One transaction's worth of a run's progress."""
+
+    run_id: str
+    epoch: int
+    run: dict[str, Any]  # columns of the run row to update
+    steps: list[dict[str, Any]] = field(default_factory=list)  # step records to insert
+    events: list[tuple[int, bytes]] = field(default_factory=list)  # (seq, encoded event)
+
+
+class Fenced(Exception):
+    """The run's epoch moved on: another owner claimed it."""
+
+
+_UPDATE_RUN_CACHE: dict[tuple[str, ...], Any] = {}
+
+
+def _update_run(cols: tuple[str, ...]) -> Any:
+    stmt = _UPDATE_RUN_CACHE.get(cols)
+    if stmt is None:
+        stmt = (
+            update(RUNS)
+            .where(and_(RUNS.c.id == bindparam("_id"), RUNS.c.epoch == bindparam("_epoch")))
+            .values({c: bindparam(c) for c in cols})
+        )
+        _UPDATE_RUN_CACHE[cols] = stmt
+    return stmt
+
+
+class SQLStore:
+    def __init__(self, url: str, *, synchronous: str = "NORMAL") -> None:
+        self.url = normalize_url(url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        self.synchronous = synchronous.upper()
+        self._engine = self._make_engine()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._insert_step = STEPS.insert()
+        self._insert_event = EVENTS.insert()
+
+    def _make_engine(self) -> Engine:
+        if self.is_sqlite:
+            eng = create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30})
+
+            @event.listens_for(eng, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute(f"PRAGMA synchronous={self.synchronous}")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.close()
+
+            return eng
+        return create_engine(self.url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await asyncio.to_thread(SQLModel.metadata.create_all, self._engine)
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_loop, name="orch-store-writer", daemon=True)
+            self._writer.start()
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            fut = asyncio.get_running_loop().create_future()
+            self._queue.put((None, asyncio.get_running_loop(), fut))
+            await fut
+            self._writer.join()
+            self._writer = None
+        self._engine.dispose()
+
+    def drop_all(self) -> None:
+        """For tests: an empty database."""
+        SQLModel.metadata.drop_all(self._engine)
+
+    # -- the writer thread -------------------------------------------------------------------
+
+    async def _submit(self, work: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queue.put((work, loop, fut))
+        return await fut
+
+    def _write_loop(self) -> None:
+        conn = self._engine.connect()
+        try:
+            while True:
+                batch = [self._queue.get()]
+                while len(batch) < 512:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                stop = [b for b in batch if b[0] is None]
+                work = [b for b in batch if b[0] is not None]
+                if work:
+                    self._write_batch(conn, work)
+                if stop:
+                    for _, loop, fut in stop:
+                        loop.call_soon_threadsafe(_resolve, fut, None, None)
+                    return
+        finally:
+            conn.close()
+
+    def _write_batch(self, conn: Any, batch: list[Any]) -> None:
+        try:
+            with conn.begin():
+                results = [self._apply(conn, work) for work, _, _ in batch]
+        except Exception:
+            # One bad request must not fail the others: retry each in its own transaction.
+            results = []
+            for work, _, _ in batch:
+                try:
+                    with conn.begin():
+                        results.append(self._apply(conn, work))
+                except Exception as exc:  # noqa: BLE001 - handed to the waiting caller
+                    results.append(exc)
+        for (_, loop, fut), result in zip(batch, results):
+            if isinstance(result, BaseException):
+                loop.call_soon_threadsafe(_resolve, fut, None, result)
+            else:
+                loop.call_soon_threadsafe(_resolve, fut, result, None)
+
+    def _apply(self, conn: Any, work: Any) -> Any:
+        if isinstance(work, Checkpoint):
+            cols = tuple(sorted(work.run))
+            res = conn.execute(_update_run(cols), {"_id": work.run_id, "_epoch": work.epoch, **work.run})
+            if res.rowcount != 1:
+                return Fenced(work.run_id)
+            if work.steps:
+                conn.execute(self._insert_step, work.steps)
+            if work.events:
+                conn.execute(self._insert_event, [{"run_id": work.run_id, "seq": s, "body": b} for s, b in work.events])
+            return True
+        return work(conn)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def checkpoint(self, cp: Checkpoint) -> None:
+        result = await self._submit(cp)
+        if isinstance(result, Fenced):
+            raise result
+
+    async def save_definition(self, version: str, orchestration_id: str, body: str) -> None:
+        def work(conn: Any) -> None:
+            exists = conn.execute(select(DEFS.c.version).where(DEFS.c.version == version)).first()
+            if not exists:
+                conn.execute(DEFS.insert(), {"version": version, "orchestration_id": orchestration_id,
+                                             "body": body, "created_at": time.time()})
+
+        await self._submit(work)
+
+    async def create_run(self, row: dict[str, Any], events: Sequence[tuple[int, bytes]] = (),
+                         idempotency_key: str | None = None, steps: Sequence[dict[str, Any]] = ()) -> str:
+        """Insert a run; with an idempotency key already used, return that key's run id instead."""
+
+        def work(conn: Any) -> str:
+            if idempotency_key is not None:
+                found = conn.execute(select(IDEM.c.run_id).where(IDEM.c.key == idempotency_key)).first()
+                if found:
+                    return str(found[0])
+                conn.execute(IDEM.insert(), {"key": idempotency_key, "run_id": row["id"], "created_at": time.time()})
+            conn.execute(RUNS.insert(), row)
+            if steps:
+                conn.execute(self._insert_step, list(steps))
+            if events:
+                conn.execute(self._insert_event, [{"run_id": row["id"], "seq": s, "body": b} for s, b in events])
+            return str(row["id"])
+
+        return str(await self._submit(work))
+
+    async def claim_paused(self, run_id: str, owner: str, lease_seconds: float) -> int | None:
+        """Compare-and-set paused → running; the new epoch, or None when the run was not paused."""
+
+        def work(conn: Any) -> int | None:
+            res = conn.execute(
+                update(RUNS).where(and_(RUNS.c.id == run_id, RUNS.c.status == "paused"))
+                .values(status="running", epoch=RUNS.c.epoch + 1, owner=owner,
+                        lease_until=time.time() + lease_seconds, updated_at=time.time())
+            )
+            if res.rowcount != 1:
+                return None
+            return int(conn.execute(select(RUNS.c.epoch).where(RUNS.c.id == run_id)).scalar_one())
+
+        return await self._submit(work)  # type: ignore[no-any-return]
+
+    async def claim_orphans(self, owner: str, lease_seconds: float, *, all_running: bool) -> list[tuple[str, int]]:
+        """Take over runs left `running` whose lease expired (or all of them, for an embedded store
+        that only one process uses). PostgreSQL skips rows another claimer holds."""
+
+        def work(conn: Any) -> list[tuple[str, int]]:
+            now = time.time()
+            q = select(RUNS.c.id).where(RUNS.c.status == "running")
+            if not all_running:
+                q = q.where((RUNS.c.lease_until.is_(None)) | (RUNS.c.lease_until < now))
+            if not self.is_sqlite:
+                q = q.with_for_update(skip_locked=True)
+            ids = [r[0] for r in conn.execute(q)]
+            claimed = []
+            for rid in ids:
+                conn.execute(update(RUNS).where(RUNS.c.id == rid).values(
+                    epoch=RUNS.c.epoch + 1, owner=owner, lease_until=now + lease_seconds))
+                epoch = conn.execute(select(RUNS.c.epoch).where(RUNS.c.id == rid)).scalar_one()
+                claimed.append((rid, int(epoch)))
+            return claimed
+
+        return await self._submit(work)  # type: ignore[no-any-return]
+
+    async def renew_leases(self, owner: str, run_ids: Iterable[str], lease_seconds: float) -> None:
+        ids = list(run_ids)
+        if not ids:
+            return
+
+        def work(conn: Any) -> None:
+            conn.execute(update(RUNS).where(and_(RUNS.c.id.in_(ids), RUNS.c.owner == owner))
+                         .values(lease_until=time.time() + lease_seconds))
+
+        await self._submit(work)
+
+    async def set_status(self, run_id: str, status: str, *, expect: Sequence[str], **values: Any) -> bool:
+        """Compare-and-set on status (cancel, gate timeout)."""
+
+        def work(conn: Any) -> bool:
+            res = conn.execute(update(RUNS).where(and_(RUNS.c.id == run_id, RUNS.c.status.in_(list(expect))))
+                               .values(status=status, updated_at=time.time(), **values))
+            return bool(res.rowcount == 1)
+
+        return await self._submit(work)  # type: ignore[no-any-return]
+
+    async def add_events(self, run_id: str, events: Sequence[tuple[int, bytes]]) -> None:
+        def work(conn: Any) -> None:
+            conn.execute(self._insert_event, [{"run_id": run_id, "seq": s, "body": b} for s, b in events])
+            conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(last_seq=max(s for s, _ in events)))
+
+        if events:
+            await self._submit(work)
+
+    async def add_api_key(self, key_id: str, name: str, key_hash: str) -> None:
+        def work(conn: Any) -> None:
+            conn.execute(KEYS.insert(), {"id": key_id, "name": name, "key_hash": key_hash, "created_at": time.time()})
+
+        await self._submit(work)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def _read(self, stmt: Any) -> list[Any]:
+        with self._engine.connect() as conn:
+            return list(conn.execute(stmt).mappings())
+
+    async def get_run(self, run_id: str) -> dict[str, Any] | None:
+        rows = await asyncio.to_thread(self._read, select(RUNS).where(RUNS.c.id == run_id))
+        return dict(rows[0]) if rows else None
+
+    async def list_runs(self, *, orchestration_id: str | None = None, status: str | None = None,
+                        limit: int = 50, before: tuple[float, str] | None = None) -> list[dict[str, Any]]:
+        q = select(*[RUNS.c[c] for c in RUN_COLUMNS if c not in ("frontier", "state")])
+        if orchestration_id:
+            q = q.where(RUNS.c.orchestration_id == orchestration_id)
+        if status:
+            q = q.where(RUNS.c.status == status)
+        if before is not None:
+            q = q.where((RUNS.c.created_at < before[0]) | and_(RUNS.c.created_at == before[0], RUNS.c.id < before[1]))
+        q = q.order_by(RUNS.c.created_at.desc(), RUNS.c.id.desc()).limit(limit)
+        return [dict(r) for r in await asyncio.to_thread(self._read, q)]
+
+    async def step_records(self, run_id: str) -> list[dict[str, Any]]:
+        q = select(STEPS).where(STEPS.c.run_id == run_id).order_by(STEPS.c.idx)
+        return [dict(r) for r in await asyncio.to_thread(self._read, q)]
+
+    async def events(self, run_id: str, after: int = 0) -> list[tuple[int, bytes]]:
+        q = select(EVENTS.c.seq, EVENTS.c.body).where(and_(EVENTS.c.run_id == run_id, EVENTS.c.seq > after)).order_by(EVENTS.c.seq)
+        return [(r["seq"], bytes(r["body"])) for r in await asyncio.to_thread(self._read, q)]
+
+    async def get_definition(self, version: str) -> str | None:
+        rows = await asyncio.to_thread(self._read, select(DEFS.c.body).where(DEFS.c.version == version))
+        return str(rows[0]["body"]) if rows else None
+
+    async def runs_with_status(self, status: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in await asyncio.to_thread(self._read, select(RUNS).where(RUNS.c.status == status))]
+
+    async def api_key_hashes(self) -> list[str]:
+        return [r["key_hash"] for r in await asyncio.to_thread(self._read, select(KEYS.c.key_hash))]
+
+    async def count(self, table: str) -> int:
+        t = {"runs": RUNS, "step_records": STEPS, "events": EVENTS}[table]
+        rows = await asyncio.to_thread(self._read, select(func.count()).select_from(t))
+        return int(list(rows[0].values())[0])
+
+    def size_bytes(self) -> int | None:
+        """Bytes the database occupies (SQLite: the file plus its WAL)."""
+        if not self.is_sqlite:
+            with self._engine.connect() as conn:
+                return int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
+        import os
+
+        path = self.url.split("///", 1)[1]
+        return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
+
+
+def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+
+
+def decode_json(data: bytes | str | None) -> Any:
+    return None if data is None else msgspec.json.decode(data)
+
+
+__all__ = ["SQLStore", "Checkpoint", "Fenced", "normalize_url", "decode_json", "IntegrityError"]
