@@ -93,6 +93,15 @@ def fits(written: TypeSpec, read: TypeSpec) -> bool:
     return written.kind == "int" and read.kind == "float"
 
 
+def _detail(exc: Exception) -> str:
+    """msgspec's message, kept only when it points inside the value (a nested path)."""
+    text = str(exc)
+    if " - at `$" not in text:
+        return ""
+    what, _, where = text.partition(" - at ")
+    return f"at {where.strip('`')}: {what.replace('`', '')[0].lower()}{what.replace('`', '')[1:]}"
+
+
 def type_name(value: Any) -> str:
     if value is None:
         return "null"
@@ -148,7 +157,7 @@ class StateSchema:
             return convert(value, ks.type)
         except msgspec.ValidationError as exc:
             raise StateWriteError(
-                step_id=step_id, key=key, expected=ks.type.text, got=type_name(value), detail=str(exc)
+                step_id=step_id, key=key, expected=ks.type.text, got=type_name(value), detail=_detail(exc)
             ) from None
 
     def apply(self, state: dict[str, Any], key: str, value: Any, *, step_id: str | None = None) -> None:
@@ -162,7 +171,7 @@ class StateSchema:
         except (msgspec.ValidationError, TypeError) as exc:
             raise StateWriteError(
                 step_id=step_id, key=key, expected=f"{ks.type.text} ({ks.reducer})",
-                got=type_name(value), detail=str(exc),
+                got=type_name(value), detail=_detail(exc),
             ) from None
 
 

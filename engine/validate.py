@@ -77,9 +77,7 @@ class Validator:
                 self.add("missing-field", f"{s.type} step needs '{field_name}'", s.id, hint)
 
         t = s.type
-        if t == "agent":
-            need("agent_id", bool(s.agent_id), "name an agent defined in this or another graph file")
-        elif t == "tool":
+        if t == "tool":
             need("forced_tool", bool(s.forced_tool), "name the tool this step calls")
             if s.forced_tool and self.tools is not None and s.forced_tool not in self.tools:
                 self.add("unregistered-tool", f"tool '{s.forced_tool}' is not registered", s.id,

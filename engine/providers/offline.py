@@ -22,7 +22,7 @@ It reads a request the way the step executors write it and answers by the first 
    essay or blog post; a numbered findings list when it asks to research; three bullets otherwise.
 
 The topic is the value of the first `Topic:`, `Query:` or `User input:` line of the last user
-message, else its first line of prose, cut to 80 characters.
+message, else its first markdown heading, else its first line of prose, cut to 80 characters.
 
 Usage: input tokens = ceil(characters of every message's content / 4); output tokens =
 ceil(characters of the answer and its tool-call arguments / 4); the requested model is echoed.
@@ -41,6 +41,7 @@ import msgspec
 from engine.providers.base import Completion, CompletionRequest, Message, ToolCall, ToolSpec, Usage
 
 _TOPIC_LINE = re.compile(r"^[ \t]*(?:topic|query|user input)[ \t]*:[ \t]*(\S.*)$", re.I | re.M)
+_HEADING_LINE = re.compile(r"^[ \t]*#{1,3}[ \t]+(\S.*)$", re.M)
 _LABELS_LINE = re.compile(r"^[ \t]*Labels:[ \t]*(.+)$", re.M)
 _ARTICLE = re.compile(r"\b(?:article|report|draft|essay|blog post|write-up)s?\b", re.I)
 _RESEARCH = re.compile(r"\b(?:research|investigate|look into|find out)\w*", re.I)
@@ -53,7 +54,7 @@ _STOPWORDS = frozenset(
     "user topic query respond json object array write please make give using into answer short "
     "article report draft essay post research based brief".split()
 )
-_FILLER = ("context", "trade-offs", "next steps")
+_FILLER = ("context", "trade-offs", "practical limits")
 _NOT_GIVEN = object()
 
 
@@ -114,7 +115,7 @@ def answer(request: CompletionRequest) -> tuple[str, tuple[ToolCall, ...]]:
 
 
 def find_topic(user: str) -> str:
-    match = _TOPIC_LINE.search(user)
+    match = _TOPIC_LINE.search(user) or _HEADING_LINE.search(user)
     line = match.group(1) if match else next(
         (ln for ln in (raw.strip() for raw in user.splitlines())
          if ln and not ln.endswith(":") and ln != "Continue the workflow."),
@@ -301,8 +302,8 @@ def _keywords(text: str, topic: str) -> list[str]:
 def _points(topic: str, user: str) -> list[str]:
     k1, k2, k3 = _keywords(user, topic)
     return [
-        f"{_capital(topic)} depends first on {k1}.",
-        f"{_capital(k2)} shapes how {topic} plays out in practice.",
+        f"{_capital(topic)} starts with a clear view of {k1}.",
+        f"The role of {k2} shapes how {topic} plays out in practice.",
         f"Attention to {k3} decides what to do next.",
     ]
 
@@ -337,9 +338,9 @@ def _text_answer(topic: str, user: str, system: str) -> str:
         )
     if _RESEARCH.search(shaped_by):
         return (
-            f"{title}\n\n## Findings\n\n1. **{_capital(k1)}**: the main sources on {topic} agree that "
-            f"{k1} is central.\n2. **{_capital(k2)}**: {k2} explains most of the differences between "
-            f"approaches.\n3. **{_capital(k3)}**: open questions remain around {k3}."
+            f"{title}\n\n## Findings\n\n1. **{_capital(k1)}**: the sources on {topic} agree on the "
+            f"importance of {k1}.\n2. **{_capital(k2)}**: most differences between approaches come down "
+            f"to {k2}.\n3. **{_capital(k3)}**: open questions remain around {k3}."
         )
     return (
         f"{title}\n\n- **Overview**: {topic} comes down to {k1} and {k2}.\n"

@@ -1,0 +1,55 @@
+"""Build a ready engine from settings: store, services, and the graphs of a directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from engine.compile import CompiledGraph, compile_catalog
+from engine.errors import Problem
+from engine.loader import Catalog, load_paths
+from engine.runtime import Engine
+from engine.services import build_services
+from engine.settings import Settings
+from engine.steps.base import Executor
+from engine.store.sql import SQLStore
+
+
+@dataclass
+class LoadReport:
+    """What loading a graphs directory produced: the graphs that serve, and what was left out."""
+
+    graphs: dict[str, CompiledGraph] = field(default_factory=dict)
+    rejected: dict[str, list[Problem]] = field(default_factory=dict)  # orchestration id → errors
+    problems: list[Problem] = field(default_factory=list)  # file-level problems and warnings
+    catalog: Catalog | None = None
+
+
+def load_graphs(paths: list[str | Path], tool_names: set[str]) -> LoadReport:
+    catalog = load_paths(paths)
+    report = LoadReport(catalog=catalog, problems=list(catalog.problems))
+    for oid, result in compile_catalog(catalog, tools=tool_names).items():
+        if result.graph is not None:
+            report.graphs[oid] = result.graph
+            report.problems.extend(result.problems)
+        else:
+            report.rejected[oid] = result.errors
+            report.problems.extend(result.problems)
+    return report
+
+
+async def build_engine(settings: Settings, *, graphs: list[str | Path] | None = None,
+                       executors: Mapping[str, Executor] | None = None, recover: bool = True) -> tuple[Engine, LoadReport]:
+    services = build_services(settings)
+    store = SQLStore(settings.database_url, synchronous=settings.sqlite_synchronous)
+    engine = Engine(store, services, executors=executors)
+    await engine.open()
+    paths = graphs if graphs is not None else [settings.graphs_dir]
+    existing = [p for p in paths if Path(p).exists()]
+    report = load_graphs(existing, set(services.tools.names()))
+    for graph in report.graphs.values():
+        await engine.add_graph(graph)
+    if recover:
+        await engine.recover()
+    return engine, report

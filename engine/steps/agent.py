@@ -1,0 +1,106 @@
+"""The agent step: a ReAct loop of model calls and the tool calls they request.
+
+Each turn is one model call. The tool calls of one turn run concurrently; each result (or
+`error: …` when the arguments did not parse or the tool failed) goes back to the model, which
+sees its mistakes and may try again. The loop ends at an answer without tool calls, or after
+`max_turns` calls with the last text the model wrote — running out of turns is not an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ToolError
+from engine.events import AgentTurn, ToolExecution, ToolResult, preview
+from engine.providers.base import Message, ToolCall, ToolSpec
+from engine.steps.base import StepContext, StepResult
+from engine.steps.prompting import (
+    as_text,
+    build_messages,
+    call_model,
+    parse_output,
+    request_for,
+    resolve_model,
+    step_agent,
+    tool_calls_payload,
+)
+from engine.tools import ToolContext
+
+
+async def run_agent(ctx: StepContext) -> StepResult:
+    spec = ctx.step.spec
+    provider, model = resolve_model(ctx)
+    tools = agent_tools(ctx)
+    allowed = {t.name for t in tools}
+    messages = build_messages(ctx)
+    max_turns = max(spec.max_turns, 1)
+    total_cost, last_text = 0.0, ""
+    for turn in range(1, max_turns + 1):
+        request = request_for(ctx, model, messages, tools=tuple(tools))
+        completion, cost = await call_model(ctx, provider, request)
+        total_cost += cost
+        last_text = completion.text or last_text
+        ctx.emit(AgentTurn(step_id=spec.id, turn=turn, content=completion.text,
+                           tool_calls=tool_calls_payload(completion), cost_usd=cost))
+        if not completion.tool_calls:
+            return StepResult(output=parse_output(ctx, completion.text), turns=turn, cost_usd=total_cost)
+        messages.append(Message("assistant", completion.text, tool_calls=completion.tool_calls))
+        results = await run_tool_calls(ctx, completion.tool_calls, allowed)
+        messages.extend(
+            Message("tool", content, tool_call_id=call.id, name=call.name)
+            for call, content in zip(completion.tool_calls, results)
+        )
+    final = last_text or f"Stopped after {max_turns} turns without a final answer."
+    return StepResult(output=parse_output(ctx, final), turns=max_turns, cost_usd=total_cost)
+
+
+def agent_tools(ctx: StepContext) -> list[ToolSpec]:
+    """The tools the step's agent may use, narrowed by the step's `allowed_tools`; names that
+    are not registered are left out."""
+    agent = step_agent(ctx)
+    if agent is None:
+        return []
+    registry = ctx.services.tools
+    names: list[str] = registry.names() if agent.tool_names is None else list(agent.tool_names)
+    allowed = ctx.step.spec.allowed_tools
+    if allowed is not None:
+        names = [n for n in allowed if n in names] if agent.tool_names is not None else list(allowed)
+    return registry.specs([n for n in dict.fromkeys(names) if n in registry])
+
+
+def tool_context(ctx: StepContext) -> ToolContext:
+    sandbox = Path(ctx.services.settings.sandbox_root) / ctx.run_id
+    return ToolContext(run_id=ctx.run_id, sandbox_dir=sandbox, state=ctx.state)
+
+
+async def run_tool_calls(ctx: StepContext, calls: tuple[ToolCall, ...], allowed: set[str]) -> list[str]:
+    """Run one turn's tool calls concurrently; the text each one answers with, in call order.
+
+    Every tool_execution event of the turn comes first, then the tool_result events in call
+    order, so a run's event history does not depend on which tool finished first.
+    """
+    step_id = ctx.step.spec.id
+    for call in calls:
+        ctx.emit(ToolExecution(step_id=step_id, tool_name=call.name, args=call.arguments))
+    tool_ctx = tool_context(ctx)
+    outcomes = await asyncio.gather(*(_run_one(ctx, call, allowed, tool_ctx) for call in calls))
+    texts: list[str] = []
+    for call, (text, failed) in zip(calls, outcomes):
+        ctx.emit(ToolResult(step_id=step_id, tool_name=call.name, preview=preview(text), error=failed))
+        texts.append(text)
+    return texts
+
+
+async def _run_one(ctx: StepContext, call: ToolCall, allowed: set[str], tool_ctx: ToolContext) -> tuple[str, bool]:
+    if call.parse_error is not None:
+        return f"error: {call.parse_error}", True
+    if call.name not in allowed:
+        known = ", ".join(sorted(allowed)) or "(none)"
+        return f"error: tool '{call.name}' is not available to this agent; available: {known}", True
+    try:
+        result: Any = await ctx.services.tools.call(call.name, call.arguments, tool_ctx)
+    except ToolError as exc:
+        return f"error: {exc.message}", True
+    return as_text(result), False

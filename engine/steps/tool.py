@@ -1,0 +1,121 @@
+"""The tool step: exactly one call of `forced_tool`.
+
+With `tool_args` the arguments come from the state and no model is asked: each string value is
+rendered like a prompt, except a value that is a single placeholder (`"{state.items}"`), which
+passes the state value itself, keeping its type. Without `tool_args` the model fills the
+arguments in; arguments that do not parse or do not fit the tool's parameters go back to it as
+`error: …`, up to `max_turns` attempts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from engine.errors import StepFailed, ToolError
+from engine.events import AgentTurn, ToolExecution, ToolResult, preview
+from engine.providers.base import Message, ToolCall
+from engine.steps.agent import tool_context
+from engine.steps.base import StepContext, StepResult
+from engine.steps.prompting import as_text, build_messages, call_model, request_for, resolve_model, tool_calls_payload
+from engine.templates import render
+
+_WHOLE_PLACEHOLDER = re.compile(r"\{state((?:\.\w+)+)\}")
+_MISSING = object()
+
+
+async def run_tool(ctx: StepContext) -> StepResult:
+    spec = ctx.step.spec
+    name = spec.forced_tool
+    if not name:
+        raise StepFailed(f"step {spec.id}: tool step has no forced_tool", step_id=spec.id)
+    if spec.tool_args is not None:
+        args = {key: resolve_argument(value, ctx.state) for key, value in spec.tool_args.items()}
+        try:
+            ctx.services.tools.validate_args(name, args)
+        except ToolError as exc:  # the graph file is wrong: retrying cannot help
+            raise StepFailed(f"step {spec.id}: {exc.message}", step_id=spec.id) from None
+        return StepResult(output=await call_tool(ctx, name, args))
+    args, turns, cost = await ask_for_arguments(ctx, name)
+    return StepResult(output=await call_tool(ctx, name, args), turns=turns, cost_usd=cost)
+
+
+def resolve_argument(value: Any, state: Mapping[str, Any]) -> Any:
+    """A `tool_args` value with its placeholders filled in from the state."""
+    if not isinstance(value, str):
+        return value
+    whole = _WHOLE_PLACEHOLDER.fullmatch(value.strip())
+    if whole is not None:
+        raw = _lookup(state, whole.group(1)[1:].split("."))
+        if raw is not _MISSING:
+            return raw
+    return render(value, state)
+
+
+def _lookup(value: Any, path: list[str]) -> Any:
+    for key in path:
+        if isinstance(value, Mapping) and key in value:
+            value = value[key]
+        elif isinstance(value, (list, tuple)) and key.isdigit() and int(key) < len(value):
+            value = value[int(key)]
+        else:
+            return _MISSING
+    return value
+
+
+async def ask_for_arguments(ctx: StepContext, name: str) -> tuple[dict[str, Any], int, float]:
+    """Valid arguments for `name` from the model: (arguments, model calls, cost)."""
+    spec = ctx.step.spec
+    registry = ctx.services.tools
+    tool_spec = registry.get(name).spec
+    provider, model = resolve_model(ctx)
+    messages = build_messages(ctx, f"Call the tool '{name}' with arguments that fit its parameters.")
+    attempts = max(spec.max_turns, 1)
+    total_cost, last_error = 0.0, ""
+    for attempt in range(1, attempts + 1):
+        request = request_for(ctx, model, messages, tools=(tool_spec,), force_tool=name)
+        completion, cost = await call_model(ctx, provider, request)
+        total_cost += cost
+        ctx.emit(AgentTurn(step_id=spec.id, turn=attempt, content=completion.text,
+                           tool_calls=tool_calls_payload(completion), cost_usd=cost))
+        call = next((c for c in completion.tool_calls if c.name == name), None)
+        if call is None:
+            last_error = f"the answer did not call the tool '{name}'"
+            messages.append(Message("assistant", completion.text or "(no tool call)"))
+            messages.append(Message("user", f"error: {last_error}; call it now."))
+            continue
+        try:
+            if call.parse_error is not None:
+                raise ToolError(call.parse_error, tool=name)
+            registry.validate_args(name, call.arguments)
+            return call.arguments, attempt, total_cost
+        except ToolError as exc:
+            last_error = exc.message
+        messages.extend(_retry_messages(completion.text, call, last_error))
+    raise StepFailed(
+        f"step {spec.id}: tool '{name}' got no valid arguments in {attempts} attempts; "
+        f"last error: {last_error}",
+        step_id=spec.id,
+    )
+
+
+def _retry_messages(text: str, call: ToolCall, error: str) -> list[Message]:
+    return [
+        Message("assistant", text, tool_calls=(call,)),
+        Message("tool", f"error: {error}", tool_call_id=call.id, name=call.name),
+    ]
+
+
+async def call_tool(ctx: StepContext, name: str, args: dict[str, Any]) -> Any:
+    """Run the tool once, with its tool_execution and tool_result events."""
+    step_id = ctx.step.spec.id
+    ctx.emit(ToolExecution(step_id=step_id, tool_name=name, args=args))
+    try:
+        result = await ctx.services.tools.call(name, args, tool_context(ctx))
+    except ToolError as exc:
+        ctx.emit(ToolResult(step_id=step_id, tool_name=name, preview=preview(f"error: {exc.message}"), error=True))
+        raise ToolError(f"step {step_id}: {exc.message}", tool=name, retryable=exc.retryable,
+                        step_id=step_id) from exc
+    ctx.emit(ToolResult(step_id=step_id, tool_name=name, preview=preview(as_text(result))))
+    return result

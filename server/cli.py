@@ -1,0 +1,340 @@
+"""The `orch` command: serve the API, run graphs with live progress, validate and draw graphs,
+manage runs and API keys."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import msgspec
+
+from engine.errors import EngineError, InvalidAnswer, InvalidInput
+from engine.events import (
+    AgentTurn, Event, HumanInputRequired, LoopLimitReached, OrchestrationError, RoutingDecision, StepComplete,
+    StepError, StepStart, ToolExecution, ToolResult,
+)
+from engine.settings import Settings
+
+
+def _value(text: str) -> Any:
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return text
+
+
+def _pairs(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"orch: {flag} expects key=value, got '{item}'")
+        out[key] = _value(value)
+    return out
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(database_url=getattr(args, "db", None), graphs_dir=getattr(args, "graphs", None))
+
+
+# -- validate / graph ------------------------------------------------------------------------
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from engine.bootstrap import load_graphs
+    from engine.tools import ToolRegistry
+
+    report = load_graphs(args.paths, set(ToolRegistry.with_builtins().names()))
+    errors = [p for p in report.problems if p.severity == "error"]
+    for p in report.problems:
+        print(("error: " if p.severity == "error" else "warning: ") + str(p), file=sys.stderr if p.severity == "error" else sys.stdout)
+    for oid, graph in sorted(report.graphs.items()):
+        cycles = f", {len(graph.cycles)} cycle(s) guarded by max_iterations" if graph.cycles else ""
+        warn = f", {len(graph.warnings)} warning(s)" if graph.warnings else ""
+        print(f"ok: {oid} ({graph.file}): {len(graph.steps)} steps, {len(graph.edges)} edges{cycles}{warn}")
+    if errors:
+        print(f"{len(errors)} error(s)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from engine.bootstrap import load_graphs
+    from engine.render import dot, mermaid
+    from engine.tools import ToolRegistry
+
+    path = Path(args.file)
+    report = load_graphs([path.parent] if path.is_file() else [path], set(ToolRegistry.with_builtins().names()))
+    in_file = [g for g in report.graphs.values() if g.file and Path(g.file).resolve() == path.resolve()]
+    chosen = [g for g in (in_file or list(report.graphs.values())) if not args.orchestration or g.id == args.orchestration]
+    failed = [p for p in report.problems if p.severity == "error" and p.file and Path(p.file).resolve() == path.resolve()]
+    if failed or not chosen:
+        for p in failed:
+            print("error: " + str(p), file=sys.stderr)
+        if not failed:
+            print(f"orch: no orchestration found in {args.file}", file=sys.stderr)
+        return 1
+    for g in chosen:
+        print(mermaid(g) if args.format == "mermaid" else dot(g), end="")
+    return 0
+
+
+# -- running ---------------------------------------------------------------------------------
+
+class Progress:
+    """Prints a run's events as they happen."""
+
+    def __init__(self, out: Any = sys.stdout, verbose: bool = False) -> None:
+        self.out, self.verbose = out, verbose
+
+    def show(self, e: Event) -> None:
+        p = lambda s: print(s, file=self.out, flush=True)  # noqa: E731
+        if isinstance(e, StepStart):
+            p(f"▶ {e.step_id} ({e.step_type})" + (f" #{e.iteration}" if e.iteration > 1 else ""))
+        elif isinstance(e, StepComplete):
+            mark = "✓" if e.status == "completed" else "✗"
+            extra = f"  {e.turns} turn(s)  ${e.cost_usd:.6f}" if e.turns else ""
+            p(f"{mark} {e.step_id} {e.status}{extra}  {e.duration_seconds:.3f}s")
+            if e.output and self.verbose:
+                p("    " + e.output.replace("\n", "\n    "))
+        elif isinstance(e, AgentTurn):
+            calls = ", ".join(c.get("name", "?") for c in e.tool_calls)
+            p(f"    turn {e.turn}" + (f": calls {calls}" if calls else ": answered") + f"  ${e.cost_usd:.6f}")
+        elif isinstance(e, ToolExecution):
+            p(f"    tool {e.tool_name}({msgspec.json.encode(e.args).decode()})")
+        elif isinstance(e, ToolResult):
+            p(f"    → {e.preview[:120]}")
+        elif isinstance(e, RoutingDecision):
+            p(f"    route {e.decision!r} → {e.target_step_id or 'end'}" + (f" ({e.reasoning})" if e.reasoning else ""))
+        elif isinstance(e, LoopLimitReached):
+            p(f"↻ {e.step_id} reached max_iterations ({e.max_iterations}); going to {e.next_step_id or 'end'}")
+        elif isinstance(e, StepError):
+            p(f"  ! {e.step_id}: {e.error}" + (" (retrying)" if e.will_retry else ""))
+        elif isinstance(e, HumanInputRequired):
+            p(f"⏸ {e.step_id} waits for a person: {e.prompt}")
+        elif isinstance(e, OrchestrationError):
+            p(f"✗ run failed: {e.error}")
+
+
+async def _follow(engine: Any, run_id: str, progress: Progress) -> Any:
+    with engine.hub.subscribe(run_id) as sub:
+        if engine.is_active(run_id):
+            async for event in sub:
+                progress.show(event)
+    return await engine.wait(run_id)
+
+
+def _ask(gate: Any, preset: dict[str, Any]) -> Any:
+    answers = dict(preset)
+    if not gate.fields:
+        if answers:
+            return answers
+        return input(f"{gate.prompt}\n> ")
+    if gate.agent_context:
+        print("--- context ---\n" + gate.agent_context[:2000] + "\n---------------")
+    for f in gate.fields:
+        if f["name"] in answers:
+            continue
+        options = f.get("options")
+        hint = ""
+        if options:
+            hint = " [" + (options if isinstance(options, str) else ",".join(options)) + "]"
+        answers[f["name"]] = input(f"{f.get('label') or f['name']}{hint}: ").strip()
+    return answers
+
+
+async def _drive_to_end(engine: Any, run_id: str, result: Any, answers: dict[str, Any], progress: Progress) -> Any:
+    while result.status == "paused":
+        gate = result.human_input_required
+        if not answers and not sys.stdin.isatty():
+            print(f"paused at {gate.step_id}; resume with: orch runs resume {run_id} --answer key=value")
+            return result
+        try:
+            await engine.resume(run_id, _ask(gate, answers))
+        except InvalidAnswer as exc:
+            print("invalid answer: " + "; ".join(f"{k}: {v}" for k, v in exc.field_errors.items()))
+            answers = {}
+            continue
+        answers = {}
+        result = await _follow(engine, run_id, progress)
+    return result
+
+
+def _print_result(result: Any) -> None:
+    print(f"\nrun {result.run_id}: {result.status}")
+    if result.step_history:
+        for h in result.step_history:
+            print(f"  {h.step_id:<28} {h.type:<12} {h.status:<10} turns={h.turns:<3} cost=${h.cost_usd:.6f}")
+    if isinstance(result.response, str):
+        print("\n" + result.response)
+    if result.total_cost_usd is not msgspec.UNSET:
+        print(f"\ntotal cost: ${result.total_cost_usd:.6f}")
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from engine.bootstrap import build_engine
+
+    path = Path(args.file)
+    settings = _settings(args)
+    engine, report = await build_engine(settings, graphs=[path.parent], recover=False)
+    try:
+        mine = [g for g in report.graphs.values() if g.file and Path(g.file).resolve() == path.resolve()]
+        if args.orchestration:
+            mine = [g for g in report.graphs.values() if g.id == args.orchestration]
+        if not mine:
+            for p in report.problems:
+                if p.severity == "error":
+                    print("error: " + str(p), file=sys.stderr)
+            print(f"orch: no runnable orchestration in {args.file}", file=sys.stderr)
+            return 1
+        graph = mine[0]
+        progress = Progress(verbose=args.verbose)
+        print(f"running {graph.id} ({graph.orchestration.name}) on {settings.database_url}")
+        try:
+            run_id = await engine.start(graph.id, args.message or "", _pairs(args.state, "--state"))
+        except InvalidInput as exc:
+            print(f"orch: {exc.message}", file=sys.stderr)
+            return 2
+        print(f"run id: {run_id}")
+        result = await _follow(engine, run_id, progress)
+        result = await _drive_to_end(engine, run_id, result, _pairs(args.answer, "--answer"), progress)
+        _print_result(result)
+        return 0 if result.status in ("completed", "paused") else 1
+    finally:
+        await engine.close()
+
+
+async def _runs(args: argparse.Namespace) -> int:
+    from engine.bootstrap import build_engine
+
+    settings = _settings(args)
+    engine, _ = await build_engine(settings, recover=args.action == "recover")
+    try:
+        if args.action == "list":
+            rows = await engine.store.list_runs(orchestration_id=args.orchestration, status=args.status, limit=args.limit)
+            for r in rows:
+                print(f"{r['id']:<60} {r['orchestration_id']:<28} {r['status']:<10} ${r['cost_usd']:.6f}")
+            return 0
+        if args.action == "recover":
+            for task in list(engine._tasks.values()):
+                await asyncio.shield(task)
+            print("recovered runs finished")
+            return 0
+        if not args.run_id:
+            print("orch: a run id is required", file=sys.stderr)
+            return 2
+        if args.action == "show":
+            _print_result(await engine.result(args.run_id))
+            return 0
+        if args.action == "cancel":
+            _print_result(await engine.cancel(args.run_id))
+            return 0
+        result = await engine.result(args.run_id)
+        result = await _drive_to_end(engine, args.run_id, result, _pairs(args.answer, "--answer"), Progress())
+        _print_result(result)
+        return 0
+    except EngineError as exc:
+        print(f"orch: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        await engine.close()
+
+
+async def _keys(args: argparse.Namespace) -> int:
+    import hashlib
+    import secrets
+
+    from engine.store.sql import SQLStore
+
+    settings = _settings(args)
+    store = SQLStore(settings.database_url)
+    await store.open()
+    try:
+        key = "orch_" + secrets.token_urlsafe(32)
+        await store.add_api_key(secrets.token_hex(8), args.name or "", hashlib.sha256(key.encode()).hexdigest())
+        print(key)
+        print("store it now: only its hash is kept", file=sys.stderr)
+        return 0
+    finally:
+        await store.close()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from server.main import serve
+
+    settings = _settings(args)
+    host = args.host or ("127.0.0.1" if args.local else "0.0.0.0")
+    keys = [k for k in (args.api_key or []) if k]
+    serve(settings, host=host, port=args.port, workers=args.workers, api_keys=keys,
+          allow_unauthenticated=args.local)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orch", description="Durable, typed AI orchestrations.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def db(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--db", help="database URL (default: ORCH_DATABASE_URL or sqlite:///orch-data/orch.db)")
+
+    p = sub.add_parser("serve", help="serve the HTTP API")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--graphs", help="graphs directory (default: ORCH_GRAPHS_DIR or graphs)")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--api-key", action="append", help="accept this API key (also ORCH_API_KEYS)")
+    p.add_argument("--local", action="store_true", help="no API keys: bind 127.0.0.1 and accept every request")
+    db(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("validate", help="validate graph files or directories as one set")
+    p.add_argument("paths", nargs="+")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("graph", help="print a graph as Mermaid or dot")
+    p.add_argument("file")
+    p.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
+    p.add_argument("--orchestration", help="which orchestration, when the file holds several")
+    p.set_defaults(func=cmd_graph)
+
+    p = sub.add_parser("run", help="run a graph file with live progress; answers gates at the prompt")
+    p.add_argument("file")
+    p.add_argument("--message", "-m", default="")
+    p.add_argument("--state", action="append", metavar="KEY=VALUE")
+    p.add_argument("--answer", action="append", metavar="FIELD=VALUE", help="answer gate fields without asking")
+    p.add_argument("--orchestration", help="which orchestration, when the file holds several")
+    p.add_argument("--verbose", "-v", action="store_true", help="print step outputs")
+    db(p)
+    p.set_defaults(func=lambda a: asyncio.run(_run(a)))
+
+    p = sub.add_parser("runs", help="list, show, resume, cancel or recover runs")
+    p.add_argument("action", choices=["list", "show", "resume", "cancel", "recover"])
+    p.add_argument("run_id", nargs="?")
+    p.add_argument("--status")
+    p.add_argument("--orchestration")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--answer", action="append", metavar="FIELD=VALUE")
+    p.add_argument("--graphs")
+    db(p)
+    p.set_defaults(func=lambda a: asyncio.run(_runs(a)))
+
+    p = sub.add_parser("keys", help="create an API key (printed once, stored hashed)")
+    p.add_argument("action", choices=["create"])
+    p.add_argument("--name")
+    db(p)
+    p.set_defaults(func=lambda a: asyncio.run(_keys(a)))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

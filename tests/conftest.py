@@ -1,0 +1,95 @@
+"""Shared fixtures: stores on SQLite files and on the PostgreSQL server, and engines over them.
+
+PostgreSQL tests need the server on 127.0.0.1:5432 (database `test`). Locally they skip when it
+is not reachable; with ORCH_REQUIRE_POSTGRES=1 (set by .ci/run) they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import pytest
+
+PG_BASE = os.environ.get("ORCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pg_available() -> str | None:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_BASE.replace("postgresql://", "postgresql://", 1), connect_timeout=3):
+            return None
+    except Exception as exc:  # noqa: BLE001 - reported as the skip reason
+        return f"PostgreSQL not reachable at {PG_BASE}: {exc}"
+
+
+def pg_schema_url() -> tuple[str, Callable[[], None]]:
+    """A database URL confined to a fresh schema, and a function that drops it."""
+    import psycopg
+
+    reason = _pg_available()
+    if reason:
+        if os.environ.get("ORCH_REQUIRE_POSTGRES") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    schema = "t_" + secrets.token_hex(6)
+    with psycopg.connect(PG_BASE, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+
+    def drop() -> None:
+        with psycopg.connect(PG_BASE, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+    return f"{PG_BASE}?options=-csearch_path%3D{schema}", drop
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'orch.db'}"
+        return
+    url, drop = pg_schema_url()
+    yield url
+    drop()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'orch.db'}"
+
+
+@pytest.fixture
+async def make_engine(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """Build engines over a store URL with graphs given inline (YAML text) and executor
+    overrides; all are closed at teardown."""
+    from engine.compile import compile_catalog
+    from engine.loader import Catalog, load_text
+    from engine.runtime import Engine
+    from engine.services import build_services
+    from engine.settings import Settings
+    from engine.store.sql import SQLStore
+
+    engines: list[Any] = []
+
+    async def make(url: str, *graphs: str, executors: dict[str, Any] | None = None, **settings: Any) -> Any:
+        cfg = Settings(database_url=url, sandbox_root=str(tmp_path / "sandbox"), **settings)
+        services = build_services(cfg)
+        engine = Engine(SQLStore(url), services, executors=executors)
+        await engine.open()
+        catalog = Catalog()
+        for i, text in enumerate(graphs):
+            load_text(text, f"inline-{i}.yaml", catalog)
+        assert not catalog.errors, [str(p) for p in catalog.errors]
+        for oid, result in compile_catalog(catalog, tools=set(services.tools.names())).items():
+            assert result.graph is not None, [str(p) for p in result.problems]
+            await engine.add_graph(result.graph)
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        await engine.close()
