@@ -21,8 +21,9 @@ It reads a request the way the step executors write it and answers by the first 
    (introduction, discussion, conclusion) when the prompt asks for an article, report, draft,
    essay or blog post; a numbered findings list when it asks to research; three bullets otherwise.
 
-The topic is the value of the first `Topic:`, `Query:` or `User input:` line of the last user
-message, else its first markdown heading, else its first line of prose, cut to 80 characters.
+The topic is the value of the first `Topic:`, `Query:`, `User input:` (or `Question:`,
+`Request:`, `Subject:`, `Brief:`) line of the last user message, else its first markdown
+heading, else its first line of prose, cut to 80 characters.
 
 Usage: input tokens = ceil(characters of every message's content / 4); output tokens =
 ceil(characters of the answer and its tool-call arguments / 4); the requested model is echoed.
@@ -40,7 +41,9 @@ import msgspec
 
 from engine.providers.base import Completion, CompletionRequest, Message, ToolCall, ToolSpec, Usage
 
-_TOPIC_LINE = re.compile(r"^[ \t]*(?:topic|query|user input)[ \t]*:[ \t]*(\S.*)$", re.I | re.M)
+_TOPIC_LINE = re.compile(
+    r"^[ \t]*(?:topic|query|user input|question|request|subject|brief)[ \t]*:[ \t]*(\S.*)$", re.I | re.M
+)
 _HEADING_LINE = re.compile(r"^[ \t]*#{1,3}[ \t]+(\S.*)$", re.M)
 _LABELS_LINE = re.compile(r"^[ \t]*Labels:[ \t]*(.+)$", re.M)
 _ARTICLE = re.compile(r"\b(?:article|report|draft|essay|blog post|write-up)s?\b", re.I)
@@ -102,13 +105,13 @@ def answer(request: CompletionRequest) -> tuple[str, tuple[ToolCall, ...]]:
     if labels:
         return _evaluate(labels, user), ()
     results = _tool_results(messages)
-    if not results and tools:
+    if tools and not any(m.role == "tool" for m in messages):
         calls = _mentioned_calls(user, tools, topic, turn)
         if calls:
             return "", calls
-    shape = _json_shape(system + "\n" + user)
+    shape = re.search(r"\bJSON\s+(array|object)\b", f"{system}\n{user}", re.I)
     if shape is not None:
-        return _json_answer(shape, topic, user, results), ()
+        return _json_answer(shape.group(1).lower(), topic, user, results), ()
     if results:
         return _results_answer(topic, results), ()
     return _text_answer(topic, user, system), ()
@@ -148,9 +151,7 @@ def _call(turn: int, index: int, name: str, args: dict[str, Any]) -> ToolCall:
 
 def _labels(system: str) -> list[str]:
     match = _LABELS_LINE.search(system)
-    if not match:
-        return []
-    return [label.strip() for label in match.group(1).split("|") if label.strip()]
+    return [label.strip() for label in match.group(1).split("|") if label.strip()] if match else []
 
 
 def _evaluate(labels: list[str], user: str) -> str:
@@ -199,10 +200,7 @@ def _inline_arguments(text: str, start: int, spec: ToolSpec, topic: str) -> dict
     inner = text[start:end].strip()
     if not inner:
         return None
-    try:
-        value = msgspec.json.decode(inner)
-    except msgspec.DecodeError:
-        value = None
+    value = _decode(inner)
     if isinstance(value, dict):
         return value
     properties: dict[str, Any] = spec.parameters.get("properties") or {}
@@ -236,9 +234,8 @@ def _written_value(text: str, name: str) -> str | None:
     if match is None:
         return None
     value = match.group(1)
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-        return value[1:-1]
-    return value.strip().rstrip(".,;")
+    quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'"
+    return value[1:-1] if quoted else value.strip().rstrip(".,;")
 
 
 def _schema_type(prop: dict[str, Any]) -> str | None:
@@ -266,26 +263,21 @@ def _coerce(raw: str, prop: dict[str, Any]) -> Any:
             except ValueError:
                 continue
         return _NOT_GIVEN
+    value = _decode(raw)
+    return value if isinstance(value, list if kind == "array" else dict) else _NOT_GIVEN
+
+
+def _decode(text: str) -> Any:
     try:
-        value = msgspec.json.decode(raw)
+        return msgspec.json.decode(text)
     except msgspec.DecodeError:
         return _NOT_GIVEN
-    expected = list if kind == "array" else dict
-    return value if isinstance(value, expected) else _NOT_GIVEN
 
 
 def _placeholder(prop: dict[str, Any], topic: str) -> Any:
     return {"integer": 1, "number": 1, "boolean": True, "array": [], "object": {}}.get(
         _schema_type(prop) or "string", topic
     )
-
-
-def _json_shape(text: str) -> str | None:
-    if re.search(r"\bJSON\s+array\b", text, re.I):
-        return "array"
-    if re.search(r"\bJSON\s+object\b", text, re.I):
-        return "object"
-    return None
 
 
 def _keywords(text: str, topic: str) -> list[str]:
@@ -312,10 +304,7 @@ def _json_answer(shape: str, topic: str, user: str, results: list[tuple[str, str
     points = _points(topic, user)
     if shape == "array":
         return msgspec.json.encode(points).decode()
-    summary = (
-        "; ".join(f"{name}: {content}" for name, content in results)
-        if results else f"A short overview of {topic}."
-    )
+    summary = "; ".join(f"{n}: {c}" for n, c in results) if results else f"A short overview of {topic}."
     return msgspec.json.encode({"topic": topic, "summary": summary, "points": points}).decode()
 
 

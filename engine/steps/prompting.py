@@ -83,10 +83,10 @@ def context_block(ctx: StepContext, keys: Iterable[str]) -> str:
     return "Context:\n" + "\n\n".join(entries) if entries else ""
 
 
-def build_messages(ctx: StepContext, *extra_system: str) -> list[Message]:
+def build_messages(ctx: StepContext, *extra_system: str, ask_json: bool = True) -> list[Message]:
     system = system_prompt(ctx, *extra_system)
     messages = [Message("system", system)] if system else []
-    messages.append(Message("user", user_prompt(ctx)))
+    messages.append(Message("user", user_prompt(ctx, ask_json=ask_json)))
     return messages
 
 

@@ -70,7 +70,7 @@ async def ask_for_arguments(ctx: StepContext, name: str) -> tuple[dict[str, Any]
     registry = ctx.services.tools
     tool_spec = registry.get(name).spec
     provider, model = resolve_model(ctx)
-    messages = build_messages(ctx, f"Call the tool '{name}' with arguments that fit its parameters.")
+    messages = build_messages(ctx, f"Call the tool '{name}' with arguments that fit its parameters.", ask_json=False)
     attempts = max(spec.max_turns, 1)
     total_cost, last_error = 0.0, ""
     for attempt in range(1, attempts + 1):
