@@ -20,7 +20,7 @@ from engine.errors import DefinitionError, Problem
 from engine.expressions import Expression, ExpressionError, compile_expression
 from engine.loader import Catalog, LoadedOrchestration, definition_version
 from engine.spec import Agent, Orchestration, StepBase
-from engine.state import StateSchema, TypeParseError
+from engine.state import StateSchema, TypeParseError, parse_type
 from engine.templates import template_keys
 
 EXIT = "\x00exit"  # virtual sink for post-dominator analysis
@@ -130,24 +130,27 @@ def compile_orchestration(
         problems.append(Problem(code, message, file=file, step_id=step_id, hint=hint,
                                 severity=severity, orchestration_id=orch.id))  # type: ignore[arg-type]
 
-    try:
-        schema = StateSchema(orch.state_schema)
-    except TypeParseError as exc:
-        bad = next((k for k, f in orch.state_schema.items() if _bad_type(f.type)), "?")
-        problem("bad-type", f"state_schema.{bad}: {exc}")
-        schema = StateSchema({k: f for k, f in orch.state_schema.items() if not _bad_type(f.type)})
+    problems.extend(loaded.problems)
+    good_fields = {}
+    for key, f in orch.state_schema.items():
+        try:
+            parse_type(f.type)
+            good_fields[key] = f
+        except TypeParseError as exc:
+            problem("bad-type", f"state_schema.{key}: {exc}", None, "e.g. str, int, list[str] or dict[str, int]")
+    schema = StateSchema(good_fields)
 
     steps: dict[str, StepBase] = {}
     for s in orch.steps:
         if s.id in steps:
-            problem("duplicate-step", f"step id '{s.id}' is used more than once", s.id)
+            problem("duplicate-step", f"step id '{s.id}' is used more than once", s.id, "give each step its own id")
         else:
             steps[s.id] = s
     entry = orch.entry or ""
     if entry and entry not in steps:
         problem("unknown-entry", f"entry_step_id '{entry}' is not a step", None, _suggest(entry, steps))
     if not steps:
-        problem("no-steps", "the orchestration has no steps")
+        problem("no-steps", "the orchestration has no steps", None, "add at least one step under `steps:`")
 
     expressions: dict[str, Expression] = {}
     for s in steps.values():
@@ -157,7 +160,9 @@ def compile_orchestration(
                 expressions[s.id] = compile_expression(source)
             except ExpressionError as exc:
                 field_name = "if_condition" if s.type == "if_else" else "switch_expression"
-                problem("bad-expression", f"{field_name}: {exc.message}", s.id)
+                problem("bad-expression", f"{field_name}: {exc.message}", s.id,
+                        "use state.<key>, literals, comparisons, and/or/not, arithmetic, in, and "
+                        "len int float str bool list dict abs min max round")
 
     g: nx.DiGraph[str] = nx.DiGraph()
     loop_owner: dict[str, str] = {}
@@ -225,13 +230,17 @@ def compile_orchestration(
         for t in s.next_ids:
             link(s.id, t, "next", "next_step_id")
 
-    back_edges = _classify_back_edges(g, entry if entry in steps else None, loop_owner)
+    back_edges, order = _classify_back_edges(g, entry if entry in steps else None, loop_owner)
     for u, v in g.edges:
         g[u][v]["back"] = (u, v) in back_edges
         g[u][v]["keys"] = _writes(steps[u])
 
     fanouts = _fanouts(g, steps, back_edges, problem)
-    cycles = tuple(tuple(sorted(c)) for c in nx.strongly_connected_components(g) if len(c) > 1 or g.has_edge(next(iter(c)), next(iter(c))))
+    cycles = tuple(sorted(
+        (tuple(sorted(c, key=order.__getitem__)) for c in nx.strongly_connected_components(g)
+         if len(c) > 1 or g.has_edge(next(iter(c)), next(iter(c)))),
+        key=lambda c: order[c[0]],
+    ))  # each cycle listed in the order a walk from the entry meets its steps
     on_cycle = {sid for c in cycles for sid in c}
 
     validator = Validator(
@@ -301,16 +310,21 @@ def step_reads(s: StepBase, expression: Expression | None) -> set[str]:
     return reads
 
 
-def _classify_back_edges(g: "nx.DiGraph[str]", entry: str | None, loop_owner: Mapping[str, str]) -> set[tuple[str, str]]:
-    """Edges that close a cycle in a depth-first walk from the entry (then from any unvisited step)."""
+def _classify_back_edges(
+    g: "nx.DiGraph[str]", entry: str | None, loop_owner: Mapping[str, str]
+) -> tuple[set[tuple[str, str]], dict[str, int]]:
+    """Edges that close a cycle in a depth-first walk from the entry (then from any unvisited
+    step), and the order in which that walk first meets each step."""
     back: set[tuple[str, str]] = set()
     state: dict[str, int] = {}  # 1 on stack, 2 done
+    order: dict[str, int] = {}
     roots = ([entry] if entry else []) + list(g.nodes)
     for root in roots:
         if root in state:
             continue
         stack = [(root, iter(g.successors(root)))]
         state[root] = 1
+        order[root] = len(order)
         while stack:
             node, it = stack[-1]
             for nxt in it:
@@ -319,12 +333,13 @@ def _classify_back_edges(g: "nx.DiGraph[str]", entry: str | None, loop_owner: Ma
                     back.add((node, nxt))
                 elif st is None:
                     state[nxt] = 1
+                    order[nxt] = len(order)
                     stack.append((nxt, iter(g.successors(nxt))))
                     break
             else:
                 state[node] = 2
                 stack.pop()
-    return back
+    return back, order
 
 
 def _fanouts(g: "nx.DiGraph[str]", steps: Mapping[str, StepBase], back: set[tuple[str, str]], problem: Any) -> dict[str, FanOut]:
@@ -358,16 +373,6 @@ def _post_dominators(g: "nx.DiGraph[str]", back: set[tuple[str, str]]) -> dict[s
         if not any((n, v) not in back and g[n][v].get("kind") != "body" for v in g.successors(n)):
             rev.add_edge(EXIT, n)
     return dict(nx.immediate_dominators(rev, EXIT))
-
-
-def _bad_type(text: str) -> bool:
-    from engine.state import parse_type
-
-    try:
-        parse_type(text)
-        return False
-    except TypeParseError:
-        return True
 
 
 def _suggest(name: str, known: Mapping[str, Any]) -> str:

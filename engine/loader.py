@@ -13,7 +13,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, get_args
 
 import msgspec
 import yaml
@@ -21,10 +21,15 @@ import yaml
 from engine.errors import Problem
 from engine.spec import (
     AGENT_FIELDS, BUNDLE_FIELDS, ORCHESTRATION_FIELDS, STEP_CLASSES, STEP_FIELDS, STEP_TYPES,
-    Agent, HumanField, Orchestration, StateField, is_ignored_extra,
+    Agent, HumanField, HumanFieldType, MergeStrategy, OnError, Orchestration, Reducer, StateField,
+    is_ignored_extra,
 )
 
 GRAPH_SUFFIXES = (".yaml", ".yml", ".json")
+ENUM_VALUES: dict[str, tuple[str, ...]] = {
+    "merge_strategy": get_args(MergeStrategy), "reducer": get_args(Reducer), "on_error": get_args(OnError),
+    "type": get_args(HumanFieldType),
+}
 _MSGSPEC_AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>\$[^`]*)`)?$", re.S)
 _HUMAN_FIELD_FIELDS = frozenset(HumanField.__struct_fields__)
 _STATE_FIELD_FIELDS = frozenset(StateField.__struct_fields__)
@@ -35,6 +40,9 @@ class LoadedOrchestration:
     spec: Orchestration
     file: str
     version: str  # content hash of the definition as written
+    # Loader errors that did not stop decoding (unknown fields); compilation reports them too,
+    # so one run shows every problem, and the orchestration is still rejected.
+    problems: tuple[Problem, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,14 +99,15 @@ def parse_text(text: str, file: str) -> tuple[Any, Problem | None]:
         try:
             return msgspec.json.decode(text), None
         except msgspec.DecodeError as exc:
-            return None, Problem("json-syntax", _json_error(str(exc), text), file=file)
+            return None, Problem("json-syntax", _json_error(str(exc), text), file=file,
+                                 hint="fix the JSON at that position")
     try:
         return yaml.safe_load(text), None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         what = getattr(exc, "problem", None) or str(exc)
-        return None, Problem("yaml-syntax", f"{where}{what}", file=file)
+        return None, Problem("yaml-syntax", f"{where}{what}", file=file, hint="fix the YAML at that position")
 
 
 def load_text(text: str, file: str, catalog: Catalog | None = None) -> Catalog:
@@ -130,9 +139,11 @@ def load_document(doc: Any, file: str, catalog: Catalog) -> None:
     elif "system_prompt" in doc or "tools" in doc or "orchestration_id" in doc:
         _add_agent(doc, file, "$", catalog)
     else:
+        close = [c for k in doc for c in difflib.get_close_matches(str(k), ["steps", "orchestrations", "agents"], n=1)]
         catalog.problems.append(Problem(
             "not-a-definition", "neither an orchestration (no 'steps'), an agent nor a bundle",
-            file=file, path="$", hint="an orchestration needs id, name and steps",
+            file=file, path="$",
+            hint=f"did you mean '{close[0]}'?" if close else "an orchestration needs id, name and steps",
         ))
 
 
@@ -150,6 +161,7 @@ def _add_agent(raw: Any, file: str, path: str, catalog: Catalog) -> None:
         other = catalog.agents[agent.id].file
         catalog.problems.append(Problem(
             "duplicate-agent", f"agent '{agent.id}' is also defined in {other}", file=file, path=path,
+            hint="agent ids must be unique across all loaded files",
         ))
         return
     catalog.agents[agent.id] = LoadedAgent(agent, file)
@@ -157,19 +169,22 @@ def _add_agent(raw: Any, file: str, path: str, catalog: Catalog) -> None:
 
 def _add_orchestration(raw: Any, file: str, path: str, catalog: Catalog) -> None:
     orch, problems = decode_orchestration(raw, file, path)
-    catalog.problems.extend(problems)
     if orch is None:
+        catalog.problems.extend(problems)
         return
+    catalog.problems.extend(p for p in problems if p.severity != "error")
+    carried = tuple(p for p in problems if p.severity == "error")
     if orch.id in catalog.orchestrations:
         other = catalog.orchestrations[orch.id].file
         catalog.problems.append(Problem(
             "duplicate-orchestration", f"orchestration '{orch.id}' is also defined in {other}",
             file=file, path=path, orchestration_id=orch.id,
+            hint="orchestration ids must be unique across all loaded files",
         ))
         return
     for i, agent in enumerate(orch.agents):
         _add_agent(msgspec.to_builtins(agent), file, f"{path}.agents[{i}]", catalog)
-    catalog.orchestrations[orch.id] = LoadedOrchestration(orch, file, orch.version or definition_version(raw))
+    catalog.orchestrations[orch.id] = LoadedOrchestration(orch, file, orch.version or definition_version(raw), carried)
 
 
 def decode_orchestration(raw: Any, file: str, path: str = "$") -> tuple[Orchestration | None, list[Problem]]:
@@ -183,7 +198,7 @@ def decode_orchestration(raw: Any, file: str, path: str = "$") -> tuple[Orchestr
     if not isinstance(raw_steps, list):
         problems.append(Problem(
             "missing-field" if raw_steps is None else "invalid-field",
-            "object missing required field 'steps'" if raw_steps is None else f"expected a list of steps, got {_kind(raw_steps)}",
+            "missing required field 'steps'" if raw_steps is None else f"expected a list of steps, got {_kind(raw_steps)}",
             file=file, path=f"{path}.steps", orchestration_id=orch_id,
         ))
         raw_steps = []
@@ -192,26 +207,33 @@ def decode_orchestration(raw: Any, file: str, path: str = "$") -> tuple[Orchestr
         step = _decode_step(raw_step, file, f"{path}.steps[{i}]", problems, orch_id)
         if step is not None:
             steps.append(step)
-    for key, sf in (raw.get("state_schema") or {}).items() if isinstance(raw.get("state_schema"), dict) else ():
+    schema: dict[str, StateField] = {}
+    raw_schema = raw.get("state_schema")
+    if raw_schema is not None and not isinstance(raw_schema, dict):
+        problems.append(Problem("invalid-field", f"expected an object of state keys, got {_kind(raw_schema)}",
+                                file=file, path=f"{path}.state_schema", orchestration_id=orch_id))
+    for key, sf in (raw_schema or {}).items() if isinstance(raw_schema, dict) else ():
+        where = f"{path}.state_schema.{key}"
         if isinstance(sf, dict):
-            _unknown(sf, _STATE_FIELD_FIELDS, file, f"{path}.state_schema.{key}", problems)
-    head = {k: v for k, v in _drop_nulls(raw, ORCHESTRATION_FIELDS).items() if k in ORCHESTRATION_FIELDS}
+            _unknown(sf, _STATE_FIELD_FIELDS, file, where, problems, orch_id=orch_id)
+            sf = {f: x for f, x in sf.items() if f in _STATE_FIELD_FIELDS and (x is not None or f == "default")}
+        try:
+            schema[str(key)] = msgspec.convert(sf, StateField)
+        except msgspec.ValidationError as exc:
+            problems.append(_validation_problem(exc, file, where, orchestration_id=orch_id))
+    head = {k: v for k, v in _drop_nulls(raw, ORCHESTRATION_FIELDS).items()
+            if k in ORCHESTRATION_FIELDS and k != "state_schema"}
     head["steps"] = []
-    if isinstance(head.get("state_schema"), dict):
-        head["state_schema"] = {
-            k: (v if not isinstance(v, dict) else {f: x for f, x in v.items() if f in _STATE_FIELD_FIELDS})
-            for k, v in head["state_schema"].items()
-        }
     try:
         orch = msgspec.convert(head, Orchestration)
     except msgspec.ValidationError as exc:
         problems.append(_validation_problem(exc, file, path, orchestration_id=orch_id))
         return None, problems
-    if any(p.severity == "error" for p in problems):
+    if any(p.severity == "error" and p.code != "unknown-field" for p in problems):
         return None, problems
     import msgspec.structs as structs  # local: only needed on success
 
-    return structs.replace(orch, steps=steps), problems
+    return structs.replace(orch, steps=steps, state_schema=schema), problems
 
 
 def _decode_step(raw: Any, file: str, path: str, problems: list[Problem], orch_id: str | None) -> Any:
@@ -224,9 +246,9 @@ def _decode_step(raw: Any, file: str, path: str, problems: list[Problem], orch_i
         close = difflib.get_close_matches(str(stype), STEP_TYPES, n=1)
         problems.append(Problem(
             "unknown-step-type" if stype is not None else "missing-field",
-            f"unknown step type '{stype}'" if stype is not None else "object missing required field 'type'",
-            file=file, step_id=step_id, path=f"{path}.type", orchestration_id=orch_id,
-            hint=f"did you mean '{close[0]}'?" if close else "one of: " + ", ".join(STEP_TYPES),
+            f"unknown step type '{stype}'" if stype is not None else "missing required field 'type'",
+            file=file, step_id=step_id, path=f"{path}.type" if stype is not None else path, orchestration_id=orch_id,
+            hint=f"did you mean '{close[0]}'?" if close and stype is not None else "one of: " + ", ".join(STEP_TYPES),
         ))
         return None
     before = len(problems)
@@ -245,7 +267,8 @@ def _decode_step(raw: Any, file: str, path: str, problems: list[Problem], orch_i
     except msgspec.ValidationError as exc:
         problems.append(_validation_problem(exc, file, path, step_id=step_id, orchestration_id=orch_id))
         return None
-    return step if len(problems) == before else None
+    # Unknown fields were dropped before decoding: keep the step so the compiler still checks it.
+    return None if any(p.code != "unknown-field" for p in problems[before:]) else step
 
 
 def _drop_nulls(raw: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
@@ -288,16 +311,19 @@ def _validation_problem(exc: msgspec.ValidationError, file: str, base: str, **kw
     else:
         msg = re.sub(r"`([^`]*)`", r"\1", msg)
         msg = msg[0].lower() + msg[1:] if msg else msg
+        field_name = re.sub(r"\[\d+\]$", "", path.rsplit(".", 1)[-1])
+        if msg.startswith("invalid enum value") and field_name in ENUM_VALUES:
+            kw.setdefault("hint", "one of: " + ", ".join(ENUM_VALUES[field_name]))
     return Problem(code, msg, file=file, path=path, **kw)
 
 
 def _json_error(message: str, text: str) -> str:
-    m = re.search(r"\(line (\d+), col (\d+)\)|at byte (\d+)|char (\d+)", message)
-    if m and (m.group(3) or m.group(4)):
-        pos = int(m.group(3) or m.group(4))
+    m = re.search(r"\(byte (\d+)\)", message)
+    if m:
+        pos = min(int(m.group(1)), len(text))
         line = text.count("\n", 0, pos) + 1
         col = pos - (text.rfind("\n", 0, pos) + 1) + 1
-        return f"line {line}, column {col}: {message}"
+        return f"line {line}, column {col}: {message[:m.start()].rstrip()}"
     return message
 
 

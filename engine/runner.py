@@ -234,7 +234,6 @@ class RunDriver:
                                output_key=step.spec.output_key, output=preview(output), turns=ctx.turns,
                                cost_usd=ctx.cost, duration_seconds=round(ended - started, 6)))
         record = self._record(step, status, iteration, ctx.turns, ctx.cost, started, ended, {}, error)
-        parent.turns += ctx.turns
         if error is not None:
             if step.spec.on_error != "continue":
                 raise error

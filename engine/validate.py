@@ -91,9 +91,9 @@ class Validator:
         elif t == "loop":
             need("loop_step_ids", bool(s.loop_step_ids), "list the steps the loop runs")
             if s.loop_over is None and s.loop_count < 1:
-                self.add("invalid-value", f"loop_count must be at least 1, got {s.loop_count}", s.id)
+                self.add("invalid-value", f"loop_count must be at least 1, got {s.loop_count}", s.id, "set it to 1 or more")
             if s.max_concurrency < 1:
-                self.add("invalid-value", f"max_concurrency must be at least 1, got {s.max_concurrency}", s.id)
+                self.add("invalid-value", f"max_concurrency must be at least 1, got {s.max_concurrency}", s.id, "set it to 1 or more")
             for b in s.loop_step_ids:
                 body = self.steps.get(b)
                 if body is not None and body.type in _NOT_IN_LOOP:
@@ -108,7 +108,8 @@ class Validator:
 
                 err = check_transform_syntax(s.transform_code)
                 if err:
-                    self.add("bad-transform", f"transform_code: {err}", s.id)
+                    self.add("bad-transform", f"transform_code: {err}", s.id,
+                             "fix the Python syntax; the code assigns the step's value to `result`")
         elif t == "extract_json":
             need("input_keys", bool(s.input_keys), "list the state keys that hold the text to search")
         elif t == "if_else":
@@ -127,20 +128,24 @@ class Validator:
                 if not f.field_name:
                     self.add("missing-field", f"human_fields[{i}] needs 'name' or 'key'", s.id)
                 elif f.field_name in names:
-                    self.add("duplicate-field", f"human field '{f.field_name}' is defined twice", s.id)
+                    self.add("duplicate-field", f"human field '{f.field_name}' is defined twice", s.id,
+                             "each field of a gate needs its own name")
                 names.add(f.field_name)
                 if f.type == "select" and not f.option_list:
                     self.add("missing-field", f"select field '{f.field_name}' needs 'options'", s.id,
                              "a list, or a comma-separated string such as approve,reject")
             if s.human_timeout_seconds <= 0:
-                self.add("invalid-value", f"human_timeout_seconds must be positive, got {s.human_timeout_seconds}", s.id)
+                self.add("invalid-value", f"human_timeout_seconds must be positive, got {s.human_timeout_seconds}", s.id, "set a number above 0")
+        if s.max_iterations < 1 and not any(s.id in c for c in self.cycles):
+            self.add("invalid-value", f"max_iterations must be at least 1, got {s.max_iterations}", s.id,
+                     "with 0 the loop guard skips the step every time")
         if t != "end":
             if s.max_turns < 1:
-                self.add("invalid-value", f"max_turns must be at least 1, got {s.max_turns}", s.id)
+                self.add("invalid-value", f"max_turns must be at least 1, got {s.max_turns}", s.id, "set it to 1 or more")
             if s.timeout_seconds <= 0:
-                self.add("invalid-value", f"timeout_seconds must be positive, got {s.timeout_seconds}", s.id)
+                self.add("invalid-value", f"timeout_seconds must be positive, got {s.timeout_seconds}", s.id, "set a number above 0")
             if s.retry is not None and s.retry.attempts < 1:
-                self.add("invalid-value", f"retry.attempts must be at least 1, got {s.retry.attempts}", s.id)
+                self.add("invalid-value", f"retry.attempts must be at least 1, got {s.retry.attempts}", s.id, "set it to 1 or more")
 
     def check_agent(self, s: StepBase) -> None:
         if not s.agent_id or s.type not in ("agent", "llm", "tool", "evaluator"):
@@ -158,9 +163,11 @@ class Validator:
                 self.add("missing-field", f"orchestrator agent '{agent.id}' needs 'orchestration_id'", s.id)
             elif agent.orchestration_id not in self.orchestrations:
                 self.add("unknown-orchestration",
-                         f"agent '{agent.id}' runs orchestration '{agent.orchestration_id}', which is not loaded", s.id)
+                         f"agent '{agent.id}' runs orchestration '{agent.orchestration_id}', which is not loaded", s.id,
+                         "load the file that defines it, or fix the agent's orchestration_id")
             elif agent.orchestration_id == self.orch.id:
-                self.add("recursive-orchestration", "a sub-orchestration step runs its own orchestration", s.id)
+                self.add("recursive-orchestration", "a sub-orchestration step runs its own orchestration", s.id,
+                         "point the orchestrator agent at another orchestration")
         elif self.tools is not None:
             names = agent.tool_names or ()
             wanted = [n for n in (s.allowed_tools if s.allowed_tools is not None else names) if n not in self.tools]

@@ -118,8 +118,8 @@ class Progress:
             p(f"✗ run failed: {e.error}")
 
 
-async def _follow(engine: Any, run_id: str, progress: Progress) -> Any:
-    with engine.hub.subscribe(run_id) as sub:
+async def _follow(engine: Any, run_id: str, progress: Progress, sub: Any = None) -> Any:
+    with sub or engine.hub.subscribe(run_id) as sub:
         if engine.is_active(run_id):
             async for event in sub:
                 progress.show(event)
@@ -151,14 +151,17 @@ async def _drive_to_end(engine: Any, run_id: str, result: Any, answers: dict[str
         if not answers and not sys.stdin.isatty():
             print(f"paused at {gate.step_id}; resume with: orch runs resume {run_id} --answer key=value")
             return result
+        answer = _ask(gate, answers)
+        sub = engine.hub.subscribe(run_id)
         try:
-            await engine.resume(run_id, _ask(gate, answers))
+            await engine.resume(run_id, answer)
         except InvalidAnswer as exc:
+            sub.close()
             print("invalid answer: " + "; ".join(f"{k}: {v}" for k, v in exc.field_errors.items()))
             answers = {}
             continue
         answers = {}
-        result = await _follow(engine, run_id, progress)
+        result = await _follow(engine, run_id, progress, sub)
     return result
 
 

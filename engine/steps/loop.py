@@ -35,9 +35,7 @@ async def run_loop(ctx: StepContext) -> StepResult:
             scope[s.item_key] = item
         for sid in s.loop_step_ids:
             result = await ctx.run_substep(sid, scope, i + 1)
-            total.turns += result.turns
-            total.cost_usd += result.cost_usd
-            total.body_history.extend(result.body_history)
+            total.body_history.extend(result.body_history)  # body steps carry their own turns and cost
             value = None if result.output is NO_OUTPUT else result.output
             outputs[names[sid]][i] = value
             key = ctx.graph.steps[sid].spec.output_key

@@ -9,7 +9,6 @@ and the hint.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,10 +51,11 @@ CASES = [
     Case("yaml_syntax.yaml", [
         ("yaml-syntax", None, None, "line 7, column 4: expected <block end>, but found '<block mapping start>'"),
     ], rendered=[
-        "broken/yaml_syntax.yaml: line 7, column 4: expected <block end>, but found '<block mapping start>' [yaml-syntax]",
+        "broken/yaml_syntax.yaml: line 7, column 4: expected <block end>, but found '<block mapping start>' [yaml-syntax];"
+        " fix the YAML at that position",
     ]),
     Case("json_syntax.json", [
-        ("json-syntax", None, None, "line 7, column 3: JSON is malformed: trailing comma in array (byte 207)"),
+        ("json-syntax", None, None, "line 7, column 3: JSON is malformed: trailing comma in array"),
     ]),
     Case("not_a_definition.yaml", [
         ("not-a-definition", None, "$", "expected a mapping at the top level, got a list"),
@@ -81,6 +81,9 @@ CASES = [
         "broken/bad_merge_strategy.yaml: $.steps[2].merge_strategy: invalid enum value 'join' [invalid-field];"
         " one of: list, concat, dict",
     ]),
+    Case("bad_reducer.yaml", [
+        ("invalid-field", None, "$.state_schema.total.reducer", "invalid enum value 'sum'"),
+    ]),
     Case("step_without_id.yaml", [
         ("missing-field", None, "$.steps[1]", "missing required field 'id'"),
     ]),
@@ -101,7 +104,7 @@ CASES = [
         ("duplicate-agent", None, "$", "agent 'researcher' is also defined in broken/duplicate_agent/pipeline.yaml"),
     ], rendered=[
         "broken/duplicate_agent/researcher.yaml: $: agent 'researcher' is also defined in"
-        " broken/duplicate_agent/pipeline.yaml [duplicate-agent]",
+        " broken/duplicate_agent/pipeline.yaml [duplicate-agent]; agent ids must be unique across all loaded files",
     ]),
     Case("duplicate_orchestration", [
         ("duplicate-orchestration", None, "$",
@@ -194,7 +197,6 @@ CASES = [
         ("duplicate-field", "review", None, "human field 'comment' is defined twice"),
     ]),
     # -- required fields per step type ----------------------------------------------------------
-    Case("agent_without_agent_id.yaml", [("missing-field", "research", None, "agent step needs 'agent_id'")]),
     Case("tool_without_forced_tool.yaml", [("missing-field", "search", None, "tool step needs 'forced_tool'")]),
     Case("evaluator_without_route_map.yaml", [("missing-field", "review", None, "evaluator step needs 'route_map'")]),
     Case("merge_without_input_keys.yaml", [("missing-field", "combine", None, "merge step needs 'input_keys'")]),
@@ -314,8 +316,6 @@ def test_every_file_states_its_mistake() -> None:
         if path.suffix == ".json":
             # JSON has no comments: the orchestration's description states the mistake.
             explained = '"description": "' in text
-            if path.name != "json_syntax.json":
-                explained = explained and bool(json.loads(text))
         else:
             explained = text.startswith("# ")
         if not explained:

@@ -1,0 +1,76 @@
+"""The Litestar application: `create_app` wires the engine, auth, routes and error mapping."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Mapping
+
+from litestar import Litestar, Router
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from engine.bootstrap import LoadReport, build_engine
+from engine.settings import Settings
+from engine.steps.base import Executor
+from server.auth import KeyRing, env_keys, require_api_key
+from server.context import ServerContext, server_context
+from server.errors import EXCEPTION_HANDLERS
+from server.routes import agents, execution, orchestrations, runs
+from server.routes.health import health
+
+API_PREFIX = "/api/v1"
+log = logging.getLogger("orch.server")
+
+
+def create_app(settings: Settings, *, api_keys: list[str] | None = None, allow_unauthenticated: bool = False,
+               executors: Mapping[str, Executor] | None = None, sse_ping_seconds: float = 15.0) -> Litestar:
+    """The API for the graphs of `settings.graphs_dir`. Startup fails when no API key exists
+    (given here, in ORCH_API_KEYS or stored) unless `allow_unauthenticated`."""
+    keys = [*(api_keys or []), *env_keys()]
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        engine, report = await build_engine(settings, executors=executors, recover=False)
+        try:
+            keyring = KeyRing(keys, engine.store.api_key_hashes, allow_unauthenticated=allow_unauthenticated)
+            await keyring.require_some_key()
+            log_report(report)
+            await engine.recover()
+            app.state.keyring = keyring
+            app.state.ctx = ServerContext(settings, engine, report, sse_ping_seconds)
+            yield
+        finally:
+            await engine.close()
+
+    api = Router(
+        path=API_PREFIX, guards=[require_api_key], security=[{"BearerAuth": []}],
+        route_handlers=[orchestrations.router, execution.router, runs.router, agents.router],
+    )
+    return Litestar(
+        route_handlers=[api, Router(path=API_PREFIX, route_handlers=[health])],
+        lifespan=[lifespan],
+        dependencies={"ctx": Provide(server_context, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        openapi_config=OpenAPIConfig(
+            title="Orchestration API", version="1.0.0", path="/schema",
+            description="Run AI orchestrations, answer their human gates and follow their events.",
+            render_plugins=[SwaggerRenderPlugin()],
+            components=Components(security_schemes={
+                "BearerAuth": SecurityScheme(type="http", scheme="bearer", description="An API key"),
+            }),
+        ),
+        logging_config=None,
+    )
+
+
+def log_report(report: LoadReport) -> None:
+    for orch_id, problems in sorted(report.rejected.items()):
+        log.warning("orchestration %s left out, it does not validate:\n%s", orch_id,
+                    "\n".join(f"  {p}" for p in problems))
+    for problem in report.problems:
+        if problem.severity == "error" and problem.orchestration_id not in report.rejected:
+            log.warning("%s", problem)
+    log.info("serving %d orchestrations: %s", len(report.graphs), ", ".join(sorted(report.graphs)))

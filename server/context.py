@@ -1,0 +1,29 @@
+"""What request handlers share: the engine, what loading the graphs produced, and stream settings.
+Built by the app's lifespan once the engine is open; handlers receive it as the `ctx` dependency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from litestar.datastructures import State
+
+from engine.bootstrap import LoadReport
+from engine.events import Subscription
+from engine.runtime import Engine
+from engine.settings import Settings
+from server.feed import RunFeed
+
+
+@dataclass
+class ServerContext:
+    settings: Settings
+    engine: Engine
+    report: LoadReport
+    sse_ping_seconds: float = 15.0
+
+    def feed(self, run_id: str, subscription: Subscription, *, after: int = 0) -> RunFeed:
+        return RunFeed(self.engine, run_id, subscription, after=after, idle_seconds=self.sse_ping_seconds)
+
+
+def server_context(state: State) -> ServerContext:
+    return state.ctx  # type: ignore[no-any-return]

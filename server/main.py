@@ -1,0 +1,107 @@
+"""Serving the API with uvicorn, and the banner that tells the operator how to call it.
+
+One worker serves an app built here. Several workers each build their own app from the
+configuration this process leaves in the environment (`app_from_env`, uvicorn factory mode);
+they share runs through the database, which must then be PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+from pathlib import Path
+
+import msgspec
+import uvicorn
+from litestar import Litestar
+
+from engine.bootstrap import LoadReport, load_graphs
+from engine.settings import Settings
+from engine.store.sql import SQLStore, normalize_url
+from engine.tools import ToolRegistry
+from server.app import API_PREFIX, create_app
+from server.auth import NoApiKeyConfigured, env_keys
+
+CONFIG_ENV = "ORCH_SERVE_CONFIG"
+SHUTDOWN_GRACE_SECONDS = 5  # open SSE streams are cut after this on shutdown
+EXAMPLE_GRAPH = "orch-research-report"
+EXAMPLE_BODY = '{"message": "Synapse AI platform"}'
+
+
+class ServeConfig(msgspec.Struct, kw_only=True):
+    settings: Settings
+    api_keys: list[str] = []
+    allow_unauthenticated: bool = False
+
+
+def app_from_env() -> Litestar:
+    """uvicorn factory for worker processes."""
+    config = msgspec.json.decode(os.environ[CONFIG_ENV], type=ServeConfig)
+    return create_app(config.settings, api_keys=config.api_keys, allow_unauthenticated=config.allow_unauthenticated)
+
+
+def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+          api_keys: list[str] | None = None, allow_unauthenticated: bool = False, log_level: str = "info") -> None:
+    """Run the API until interrupted. Raises NoApiKeyConfigured before listening when no key exists
+    and unauthenticated use was not allowed."""
+    keys = list(api_keys or [])
+    if workers > 1 and normalize_url(settings.database_url).startswith("sqlite"):
+        raise ValueError("several workers share runs through the database: set ORCH_DATABASE_URL to a "
+                         "PostgreSQL URL, or serve with one worker")
+    stored = 0 if keys or env_keys() or allow_unauthenticated else len(asyncio.run(_stored_key_hashes(settings)))
+    if not (keys or env_keys() or stored or allow_unauthenticated):
+        raise NoApiKeyConfigured("no API key is configured: create one with `orch keys create`, pass keys in "
+                                 "ORCH_API_KEYS (comma-separated), or serve with --allow-unauthenticated")
+    print(banner(settings, _preload(settings), host=host, port=port,
+                 authenticated=bool(keys or env_keys() or stored)), flush=True)
+    options = dict(host=host, port=port, log_level=log_level, timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
+    if workers == 1:
+        app = create_app(settings, api_keys=keys, allow_unauthenticated=allow_unauthenticated)
+        uvicorn.run(app, **options)  # type: ignore[arg-type]
+        return
+    config = ServeConfig(settings=settings, api_keys=keys, allow_unauthenticated=allow_unauthenticated)
+    os.environ[CONFIG_ENV] = msgspec.json.encode(config).decode()
+    uvicorn.run("server.main:app_from_env", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+
+
+async def _stored_key_hashes(settings: Settings) -> list[str]:
+    store = SQLStore(settings.database_url, synchronous=settings.sqlite_synchronous)
+    await store.open()
+    try:
+        return await store.api_key_hashes()
+    finally:
+        await store.close()
+
+
+def _preload(settings: Settings) -> LoadReport:
+    """The graphs as the server will load them (for the banner; each worker loads its own)."""
+    tools = ToolRegistry.with_builtins()
+    for module in settings.tool_modules:
+        tools.load_module(module)
+    paths = [p for p in [settings.graphs_dir] if Path(p).exists()]
+    return load_graphs(paths, set(tools.names()))
+
+
+def banner(settings: Settings, report: LoadReport, *, host: str, port: int, authenticated: bool) -> str:
+    shown = "localhost" if host in ("0.0.0.0", "::", "") else f"[{host}]" if ":" in host else host
+    root = f"http://{shown}:{port}"
+    base = root + API_PREFIX
+    lines = [f"Orchestration API: {base}   (OpenAPI UI: {root}/schema)",
+             f"Graphs from {settings.graphs_dir}: {len(report.graphs)} loaded"
+             + (f": {', '.join(sorted(report.graphs))}" if report.graphs else "")]
+    for orch_id, problems in sorted(report.rejected.items()):
+        lines.append(f"  left out {orch_id}, it does not validate:")
+        lines.extend(f"    {p}" for p in problems)
+    auth = ' \\\n    -H "Authorization: Bearer YOUR_API_KEY"' if authenticated else ""
+    example = EXAMPLE_GRAPH if EXAMPLE_GRAPH in report.graphs else min(report.graphs, default=EXAMPLE_GRAPH)
+    lines += [
+        "List the orchestrations:",
+        f"  curl {base}/orchestrations{auth}",
+        f"Run {example}:",
+        f"  curl -X POST {base}/orchestrations/{example}/run{auth} \\\n"
+        f'    -H "Content-Type: application/json" \\\n    -d {shlex.quote(EXAMPLE_BODY)}',
+    ]
+    if not authenticated:
+        lines.append("No API key is configured: every request is accepted (local, unauthenticated mode).")
+    return "\n".join(lines)

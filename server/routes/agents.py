@@ -1,0 +1,33 @@
+"""Agents known to the server: those of every loaded file, inline ones included."""
+
+from __future__ import annotations
+
+from litestar import Router, get
+from litestar.exceptions import NotFoundException
+
+from engine.spec import Agent
+from server.context import ServerContext
+from server.errors import error_responses
+from server.schemas import AgentSummary
+
+
+def agents(ctx: ServerContext) -> dict[str, Agent]:
+    catalog = ctx.report.catalog
+    return {aid: loaded.spec for aid, loaded in sorted(catalog.agents.items())} if catalog else {}
+
+
+@get("/", summary="List agents", responses=error_responses())
+async def list_agents(ctx: ServerContext) -> list[AgentSummary]:
+    return [AgentSummary(id=a.id, name=a.name, description=a.description, type=a.type, model=a.model, tools=a.tools)
+            for a in agents(ctx).values()]
+
+
+@get("/{agent_id:str}", summary="An agent's full definition", responses=error_responses(404))
+async def get_agent(ctx: ServerContext, agent_id: str) -> Agent:
+    agent = agents(ctx).get(agent_id)
+    if agent is None:
+        raise NotFoundException(f"agent '{agent_id}' not found")
+    return agent
+
+
+router = Router(path="/agents", tags=["agents"], route_handlers=[list_agents, get_agent])

@@ -1,0 +1,74 @@
+"""Running orchestrations and answering their gates, synchronously or as an SSE stream.
+
+The synchronous endpoints wait for the run to complete, pause or fail. The wait is shielded by
+the engine, so a client that disconnects does not stop the run. The streaming endpoints
+subscribe to the run's events before anything can be missed and end with the `done` event.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Router, post
+from litestar.params import Parameter
+from litestar.response import Stream
+
+from engine.errors import RunNotFound
+from engine.results import RunResult
+from server.context import ServerContext
+from server.errors import error_responses
+from server.schemas import ResumeRequest, RunRequest
+from server.sse import MEDIA_TYPE, event_stream
+
+IdempotencyKey = Annotated[
+    str | None,
+    Parameter(header="Idempotency-Key", min_length=1, max_length=255, required=False,
+              description="Reusing a key returns the run first started with it instead of starting another"),
+]
+START_ERRORS = error_responses(404, 422)
+RESUME_ERRORS = error_responses(404, 409, 422)
+
+
+async def start(ctx: ServerContext, orch_id: str, data: RunRequest, idempotency_key: str | None) -> str:
+    return await ctx.engine.start(orch_id, data.message, data.state, idempotency_key=idempotency_key)
+
+
+@post("/{orch_id:str}/run", status_code=200, responses=START_ERRORS,
+      summary="Start an orchestration and wait until it completes, pauses at a gate or fails")
+async def run_orchestration(ctx: ServerContext, orch_id: str, data: RunRequest,
+                            idempotency_key: IdempotencyKey = None) -> RunResult:
+    return await ctx.engine.wait(await start(ctx, orch_id, data, idempotency_key))
+
+
+@post("/{orch_id:str}/run/stream", status_code=200, media_type=MEDIA_TYPE, responses=START_ERRORS,
+      summary="Start an orchestration and stream its events (SSE) until it pauses or ends")
+async def stream_orchestration(ctx: ServerContext, orch_id: str, data: RunRequest,
+                               idempotency_key: IdempotencyKey = None) -> Stream:
+    run_id = await start(ctx, orch_id, data, idempotency_key)
+    # No await since start() returned: the driver has not run yet, so the hub misses nothing.
+    return event_stream(ctx.feed(run_id, ctx.engine.hub.subscribe(run_id)))
+
+
+@post("/runs/{run_id:str}/resume", status_code=200, responses=RESUME_ERRORS,
+      summary="Answer a paused run's gate and wait until it completes, pauses again or fails")
+async def resume_run(ctx: ServerContext, run_id: str, data: ResumeRequest) -> RunResult:
+    return await ctx.engine.wait(await ctx.engine.resume(run_id, data.response))
+
+
+@post("/runs/{run_id:str}/resume/stream", status_code=200, media_type=MEDIA_TYPE, responses=RESUME_ERRORS,
+      summary="Answer a paused run's gate and stream its events (SSE) until it pauses again or ends")
+async def stream_resume(ctx: ServerContext, run_id: str, data: ResumeRequest) -> Stream:
+    row = await ctx.engine.store.get_run(run_id)
+    if row is None:
+        raise RunNotFound(f"run '{run_id}' not found")
+    subscription = ctx.engine.hub.subscribe(run_id)
+    try:
+        await ctx.engine.resume(run_id, data.response)
+    except BaseException:
+        subscription.close()
+        raise
+    return event_stream(ctx.feed(run_id, subscription, after=row["last_seq"]))
+
+
+router = Router(path="/orchestrations", tags=["runs"],
+                route_handlers=[run_orchestration, stream_orchestration, resume_run, stream_resume])

@@ -1,0 +1,20 @@
+"""Liveness and readiness, open to everyone (no API key)."""
+
+from __future__ import annotations
+
+from litestar import Response, get
+
+from server.context import ServerContext
+from server.schemas import Health
+
+
+@get("/health", summary="Server status, graphs loaded and database reachability", tags=["health"])
+async def health(ctx: ServerContext) -> Response[Health]:
+    try:
+        await ctx.engine.store.get_run("")
+        db = "ok"
+    except Exception as exc:  # noqa: BLE001 - reported, not raised: this is the health check
+        db = f"error: {type(exc).__name__}"
+    body = Health(status="ok" if db == "ok" else "unavailable", graphs=len(ctx.engine.graphs),
+                  rejected=len(ctx.report.rejected), db=db)
+    return Response(body, status_code=200 if db == "ok" else 503)

@@ -1,0 +1,87 @@
+"""Orchestrations: list, show, draw, and check a definition without loading it."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec.structs
+from litestar import Response, Router, get, post
+
+from engine.compile import CompiledGraph, compile_definition
+from engine.errors import Problem, RunNotFound
+from engine.loader import decode_orchestration
+from engine.render import dot, mermaid
+from engine.spec import Orchestration
+from server.context import ServerContext
+from server.errors import error_responses
+from server.schemas import OrchestrationSummary, ValidationReport
+
+POSTED = "<request>"
+
+
+def graph_or_404(ctx: ServerContext, orch_id: str) -> CompiledGraph:
+    graph = ctx.engine.graphs.get(orch_id)
+    if graph is None:
+        raise RunNotFound(f"orchestration '{orch_id}' not found")
+    return graph
+
+
+@get("/", summary="List all configured orchestrations", responses=error_responses())
+async def list_orchestrations(ctx: ServerContext) -> list[OrchestrationSummary]:
+    return [
+        OrchestrationSummary(id=g.id, name=g.orchestration.name, description=g.orchestration.description,
+                             steps=len(g.orchestration.steps))
+        for g in sorted(ctx.engine.graphs.values(), key=lambda g: g.id)
+    ]
+
+
+@get("/{orch_id:str}", summary="Full definition of an orchestration, with every step",
+     responses=error_responses(404))
+async def get_orchestration(ctx: ServerContext, orch_id: str) -> Orchestration:
+    return graph_or_404(ctx, orch_id).orchestration
+
+
+@get("/{orch_id:str}/graph", summary="The compiled graph as Mermaid or Graphviz dot text",
+     media_type="text/plain", responses=error_responses(404))
+async def get_graph(ctx: ServerContext, orch_id: str,
+                    format: Literal["mermaid", "dot"] = "mermaid") -> Response[str]:
+    graph = graph_or_404(ctx, orch_id)
+    text = mermaid(graph) if format == "mermaid" else dot(graph)
+    return Response(text, media_type="text/plain; charset=utf-8")
+
+
+@post("/validate", status_code=200, summary="Check an orchestration definition; every problem at once",
+      responses=error_responses())
+async def validate_definition(ctx: ServerContext, data: dict[str, Any]) -> ValidationReport:
+    problems = [msgspec.structs.replace(p, file=None) for p in check_definition(ctx, data)]
+    return ValidationReport(valid=not any(p.severity == "error" for p in problems), problems=problems)
+
+
+def check_definition(ctx: ServerContext, raw: dict[str, Any]) -> list[Problem]:
+    problems = transforms_refused(raw) if not ctx.settings.allow_http_transforms else []
+    orch, found = decode_orchestration(raw, POSTED)
+    problems.extend(found)
+    if orch is None:
+        return problems
+    catalog = ctx.report.catalog
+    agents = {aid: loaded.spec for aid, loaded in (catalog.agents.items() if catalog else ())}
+    agents.update({a.id: a for a in orch.agents})
+    result = compile_definition(orch, agents, tools=set(ctx.engine.services.tools.names()),
+                                orchestrations=set(ctx.engine.graphs))
+    problems.extend(result.problems)
+    return problems
+
+
+def transforms_refused(raw: dict[str, Any]) -> list[Problem]:
+    steps = raw.get("steps")
+    return [
+        Problem("transform-not-allowed", "transform steps are not accepted over HTTP",
+                step_id=s.get("id") if isinstance(s.get("id"), str) else None, path=f"$.steps[{i}].type",
+                hint="the operator can allow them with ORCH_ALLOW_HTTP_TRANSFORMS=true")
+        for i, s in enumerate(steps if isinstance(steps, list) else [])
+        if isinstance(s, dict) and s.get("type") == "transform"
+    ]
+
+
+router = Router(path="/orchestrations", tags=["orchestrations"],
+                route_handlers=[list_orchestrations, get_orchestration, get_graph, validate_definition])

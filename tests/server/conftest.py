@@ -1,0 +1,79 @@
+"""A real uvicorn server on a free loopback port, over a temporary SQLite file and the project's
+graphs/ directory; tests drive it over HTTP."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+import uvicorn
+
+from engine.settings import Settings
+from server.app import create_app
+
+ROOT = Path(__file__).resolve().parents[2]
+API_KEY = "test-key-0123456789"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+class LiveServer:
+    """One uvicorn server in a thread of its own (with its own event loop)."""
+
+    def __init__(self, settings: Settings, **app_options: Any) -> None:
+        app_options.setdefault("api_keys", [API_KEY])
+        self.app = create_app(settings, **app_options)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def start(self) -> "LiveServer":
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+        self.sock.close()
+
+    @property
+    def engine(self) -> Any:
+        return self.app.state.ctx.engine
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(database_url=f"sqlite:///{tmp_path}/orch.db", graphs_dir=str(ROOT / "graphs"),
+                    sandbox_root=str(tmp_path / "sandbox"))
+
+
+@pytest.fixture
+def live(settings: Settings) -> Iterator[LiveServer]:
+    server = LiveServer(settings, sse_ping_seconds=0.3).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def api(live: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live.url + "/api/v1", headers=AUTH, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+async def aapi(live: LiveServer) -> Any:
+    async with httpx.AsyncClient(base_url=live.url + "/api/v1", headers=AUTH, timeout=30) as client:
+        yield client
