@@ -314,6 +314,8 @@ def _validation_problem(exc: msgspec.ValidationError, file: str, base: str, **kw
         field_name = re.sub(r"\[\d+\]$", "", path.rsplit(".", 1)[-1])
         if msg.startswith("invalid enum value") and field_name in ENUM_VALUES:
             kw.setdefault("hint", "one of: " + ", ".join(ENUM_VALUES[field_name]))
+        elif msg.startswith("expected str") and msg.endswith("got bool"):
+            kw.setdefault("hint", "YAML reads unquoted yes/no/on/off/true/false as booleans; quote the value")
     return Problem(code, msg, file=file, path=path, **kw)
 
 

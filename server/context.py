@@ -4,8 +4,10 @@ Built by the app's lifespan once the engine is open; handlers receive it as the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 
 from engine.bootstrap import LoadReport
 from engine.events import Subscription
@@ -23,6 +25,9 @@ class ServerContext:
 
     def feed(self, run_id: str, subscription: Subscription, *, after: int = 0) -> RunFeed:
         return RunFeed(self.engine, run_id, subscription, after=after, idle_seconds=self.sse_ping_seconds)
+
+
+Ctx: TypeAlias = NamedDependency[ServerContext]  # what handlers declare as `ctx`
 
 
 def server_context(state: State) -> ServerContext:

@@ -13,7 +13,8 @@ It reads a request the way the step executors write it and answers by the first 
    tool the last user message names as `use <tool>` or `<tool>(…)`, in the order they are named.
    `<tool>({"a": 1})` gives the arguments; `<tool>(text)` gives the text to a tool with a single
    parameter; otherwise the arguments are built as in rule 1.
-4. **After tool results**: a final answer listing every tool result verbatim.
+4. **After tool results**: the text answer of rule 6, followed by a "Tool results" section
+   listing every tool result verbatim.
 5. **JSON**: when the prompt asks for a "JSON array", an array of three short strings about the
    topic; for a "JSON object", `{"topic": …, "summary": …, "points": […]}` (after tool results
    the summary carries them).
@@ -55,7 +56,14 @@ _STOPWORDS = frozenset(
     "should some such than that their them then there these they this those through under until "
     "very what when where which while will with would your yours context continue workflow input "
     "user topic query respond json object array write please make give using into answer short "
-    "article report draft essay post research based brief".split()
+    "article report draft essay post research based brief notes provided words title introduction "
+    "sections section conclusion facts audience general technical cover behind today uncertain "
+    "findings numbered list first check date current results sources known used still aim around "
+    "include includes including each word count summary summarise summarize step steps following "
+    "below information value values text prompt task goal only must need needs needed well good "
+    "sources agree importance differences approaches come down open questions remain matters "
+    "touches piece sets known worth attention looking closely picture emerges steady practical "
+    "progress part builds last short rewards careful look tool tools returned one two three four five".split()
 )
 _FILLER = ("context", "trade-offs", "practical limits")
 _NOT_GIVEN = object()
@@ -113,7 +121,7 @@ def answer(request: CompletionRequest) -> tuple[str, tuple[ToolCall, ...]]:
     if shape is not None:
         return _json_answer(shape.group(1).lower(), topic, user, results), ()
     if results:
-        return _results_answer(topic, results), ()
+        return f"{_text_answer(topic, user, system)}\n\n{_results_answer(results)}", ()
     return _text_answer(topic, user, system), ()
 
 
@@ -281,9 +289,11 @@ def _placeholder(prop: dict[str, Any], topic: str) -> Any:
 
 
 def _keywords(text: str, topic: str) -> list[str]:
+    """Three content words, preferring what the Context block (earlier steps' output) says."""
     taken = {w.lower() for w in _WORD.findall(topic)} | _STOPWORDS
     words: list[str] = []
-    for word in _WORD.findall(text):
+    _, marker, context = text.partition("Context:")
+    for word in _WORD.findall(context if marker else "") + _WORD.findall(text):
         lowered = word.lower()
         if lowered not in taken:
             taken.add(lowered)
@@ -308,9 +318,9 @@ def _json_answer(shape: str, topic: str, user: str, results: list[tuple[str, str
     return msgspec.json.encode({"topic": topic, "summary": summary, "points": points}).decode()
 
 
-def _results_answer(topic: str, results: list[tuple[str, str]]) -> str:
+def _results_answer(results: list[tuple[str, str]]) -> str:
     lines = "\n".join(f"- {name}: {content}" for name, content in results)
-    return f"Here is what the tools returned for {topic}:\n\n{lines}\n\nThese results answer the request."
+    return f"## Tool results\n\n{lines}"
 
 
 def _text_answer(topic: str, user: str, system: str) -> str:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from litestar import Router, get
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 
 from engine.spec import Agent
-from server.context import ServerContext
+from server.context import Ctx, ServerContext
 from server.errors import error_responses
 from server.schemas import AgentSummary
 
@@ -17,13 +18,13 @@ def agents(ctx: ServerContext) -> dict[str, Agent]:
 
 
 @get("/", summary="List agents", responses=error_responses())
-async def list_agents(ctx: ServerContext) -> list[AgentSummary]:
+async def list_agents(ctx: Ctx) -> list[AgentSummary]:
     return [AgentSummary(id=a.id, name=a.name, description=a.description, type=a.type, model=a.model, tools=a.tools)
             for a in agents(ctx).values()]
 
 
 @get("/{agent_id:str}", summary="An agent's full definition", responses=error_responses(404))
-async def get_agent(ctx: ServerContext, agent_id: str) -> Agent:
+async def get_agent(ctx: Ctx, agent_id: FromPath[str]) -> Agent:
     agent = agents(ctx).get(agent_id)
     if agent is None:
         raise NotFoundException(f"agent '{agent_id}' not found")

@@ -10,19 +10,19 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Router, post
-from litestar.params import Parameter
+from litestar.params import FromPath, HeaderParameter, JSONBody
 from litestar.response import Stream
 
 from engine.errors import RunNotFound
 from engine.results import RunResult
-from server.context import ServerContext
+from server.context import Ctx, ServerContext
 from server.errors import error_responses
 from server.schemas import ResumeRequest, RunRequest
 from server.sse import MEDIA_TYPE, event_stream
 
 IdempotencyKey = Annotated[
     str | None,
-    Parameter(header="Idempotency-Key", min_length=1, max_length=255, required=False,
+    HeaderParameter(name="Idempotency-Key", min_length=1, max_length=255, required=False,
               description="Reusing a key returns the run first started with it instead of starting another"),
 ]
 START_ERRORS = error_responses(404, 422)
@@ -35,14 +35,14 @@ async def start(ctx: ServerContext, orch_id: str, data: RunRequest, idempotency_
 
 @post("/{orch_id:str}/run", status_code=200, responses=START_ERRORS,
       summary="Start an orchestration and wait until it completes, pauses at a gate or fails")
-async def run_orchestration(ctx: ServerContext, orch_id: str, data: RunRequest,
+async def run_orchestration(ctx: Ctx, orch_id: FromPath[str], data: JSONBody[RunRequest],
                             idempotency_key: IdempotencyKey = None) -> RunResult:
     return await ctx.engine.wait(await start(ctx, orch_id, data, idempotency_key))
 
 
 @post("/{orch_id:str}/run/stream", status_code=200, media_type=MEDIA_TYPE, responses=START_ERRORS,
       summary="Start an orchestration and stream its events (SSE) until it pauses or ends")
-async def stream_orchestration(ctx: ServerContext, orch_id: str, data: RunRequest,
+async def stream_orchestration(ctx: Ctx, orch_id: FromPath[str], data: JSONBody[RunRequest],
                                idempotency_key: IdempotencyKey = None) -> Stream:
     run_id = await start(ctx, orch_id, data, idempotency_key)
     # No await since start() returned: the driver has not run yet, so the hub misses nothing.
@@ -51,13 +51,13 @@ async def stream_orchestration(ctx: ServerContext, orch_id: str, data: RunReques
 
 @post("/runs/{run_id:str}/resume", status_code=200, responses=RESUME_ERRORS,
       summary="Answer a paused run's gate and wait until it completes, pauses again or fails")
-async def resume_run(ctx: ServerContext, run_id: str, data: ResumeRequest) -> RunResult:
+async def resume_run(ctx: Ctx, run_id: FromPath[str], data: JSONBody[ResumeRequest]) -> RunResult:
     return await ctx.engine.wait(await ctx.engine.resume(run_id, data.response))
 
 
 @post("/runs/{run_id:str}/resume/stream", status_code=200, media_type=MEDIA_TYPE, responses=RESUME_ERRORS,
       summary="Answer a paused run's gate and stream its events (SSE) until it pauses again or ends")
-async def stream_resume(ctx: ServerContext, run_id: str, data: ResumeRequest) -> Stream:
+async def stream_resume(ctx: Ctx, run_id: FromPath[str], data: JSONBody[ResumeRequest]) -> Stream:
     row = await ctx.engine.store.get_run(run_id)
     if row is None:
         raise RunNotFound(f"run '{run_id}' not found")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from litestar import Response, get
 
-from server.context import ServerContext
+from server.context import Ctx
 from server.schemas import Health
 
 
 @get("/health", summary="Server status, graphs loaded and database reachability", tags=["health"])
-async def health(ctx: ServerContext) -> Response[Health]:
+async def health(ctx: Ctx) -> Response[Health]:
     try:
         await ctx.engine.store.get_run("")
         db = "ok"

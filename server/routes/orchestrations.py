@@ -6,13 +6,14 @@ from typing import Any, Literal
 
 import msgspec.structs
 from litestar import Response, Router, get, post
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from engine.compile import CompiledGraph, compile_definition
 from engine.errors import Problem, RunNotFound
 from engine.loader import decode_orchestration
 from engine.render import dot, mermaid
 from engine.spec import Orchestration
-from server.context import ServerContext
+from server.context import Ctx, ServerContext
 from server.errors import error_responses
 from server.schemas import OrchestrationSummary, ValidationReport
 
@@ -27,7 +28,7 @@ def graph_or_404(ctx: ServerContext, orch_id: str) -> CompiledGraph:
 
 
 @get("/", summary="List all configured orchestrations", responses=error_responses())
-async def list_orchestrations(ctx: ServerContext) -> list[OrchestrationSummary]:
+async def list_orchestrations(ctx: Ctx) -> list[OrchestrationSummary]:
     return [
         OrchestrationSummary(id=g.id, name=g.orchestration.name, description=g.orchestration.description,
                              steps=len(g.orchestration.steps))
@@ -37,14 +38,14 @@ async def list_orchestrations(ctx: ServerContext) -> list[OrchestrationSummary]:
 
 @get("/{orch_id:str}", summary="Full definition of an orchestration, with every step",
      responses=error_responses(404))
-async def get_orchestration(ctx: ServerContext, orch_id: str) -> Orchestration:
+async def get_orchestration(ctx: Ctx, orch_id: FromPath[str]) -> Orchestration:
     return graph_or_404(ctx, orch_id).orchestration
 
 
 @get("/{orch_id:str}/graph", summary="The compiled graph as Mermaid or Graphviz dot text",
      media_type="text/plain", responses=error_responses(404))
-async def get_graph(ctx: ServerContext, orch_id: str,
-                    format: Literal["mermaid", "dot"] = "mermaid") -> Response[str]:
+async def get_graph(ctx: Ctx, orch_id: FromPath[str],
+                    format: FromQuery[Literal["mermaid", "dot"]] = "mermaid") -> Response[str]:
     graph = graph_or_404(ctx, orch_id)
     text = mermaid(graph) if format == "mermaid" else dot(graph)
     return Response(text, media_type="text/plain; charset=utf-8")
@@ -52,7 +53,7 @@ async def get_graph(ctx: ServerContext, orch_id: str,
 
 @post("/validate", status_code=200, summary="Check an orchestration definition; every problem at once",
       responses=error_responses())
-async def validate_definition(ctx: ServerContext, data: dict[str, Any]) -> ValidationReport:
+async def validate_definition(ctx: Ctx, data: JSONBody[dict[str, Any]]) -> ValidationReport:
     problems = [msgspec.structs.replace(p, file=None) for p in check_definition(ctx, data)]
     return ValidationReport(valid=not any(p.severity == "error" for p in problems), problems=problems)
 

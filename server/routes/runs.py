@@ -9,12 +9,12 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Router, get, post
 from litestar.exceptions import ValidationException
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, HeaderParameter, QueryParameter
 from litestar.response import Stream
 
 from engine.errors import RunNotFound
 from engine.results import RunResult, iso
-from server.context import ServerContext
+from server.context import Ctx
 from server.errors import error_responses
 from server.schemas import RunDetail, RunPage, RunStatus, RunSummary
 from server.sse import MEDIA_TYPE, event_stream
@@ -48,11 +48,11 @@ def summary(row: dict[str, Any]) -> RunSummary:
 
 @get("/", summary="List runs, newest first", responses=error_responses())
 async def list_runs(
-    ctx: ServerContext,
-    orchestration_id: str | None = None,
-    status: RunStatus | None = None,
-    limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Parameter(max_length=500, description="next_cursor of the previous page")] = None,
+    ctx: Ctx,
+    orchestration_id: FromQuery[str | None] = None,
+    status: FromQuery[RunStatus | None] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, QueryParameter(max_length=500, description="next_cursor of the previous page")] = None,
 ) -> RunPage:
     before = decode_cursor(cursor) if cursor else None
     rows = await ctx.engine.store.list_runs(orchestration_id=orchestration_id, status=status, limit=limit + 1,
@@ -64,7 +64,7 @@ async def list_runs(
 
 @get("/{run_id:str}", summary="A run's status, state, history, pending gate, cost and timestamps",
      responses=error_responses(404))
-async def get_run(ctx: ServerContext, run_id: str) -> RunDetail:
+async def get_run(ctx: Ctx, run_id: FromPath[str]) -> RunDetail:
     row = await ctx.engine.store.get_run(run_id)
     if row is None:
         raise RunNotFound(f"run '{run_id}' not found")
@@ -82,18 +82,18 @@ async def get_run(ctx: ServerContext, run_id: str) -> RunDetail:
 
 @post("/{run_id:str}/cancel", status_code=200, summary="Stop a running or paused run",
       responses=error_responses(404, 409))
-async def cancel_run(ctx: ServerContext, run_id: str) -> RunResult:
+async def cancel_run(ctx: Ctx, run_id: FromPath[str]) -> RunResult:
     return await ctx.engine.cancel(run_id)
 
 
 @get("/{run_id:str}/events", media_type=MEDIA_TYPE, responses=error_responses(404),
      summary="Every event of a run (SSE) after Last-Event-ID, then the live run until it pauses or ends")
 async def run_events(
-    ctx: ServerContext,
-    run_id: str,
-    last_event_id: Annotated[int | None, Parameter(header="Last-Event-ID", ge=0, le=MAX_SEQ, required=False,
+    ctx: Ctx,
+    run_id: FromPath[str],
+    last_event_id: Annotated[int | None, HeaderParameter(name="Last-Event-ID", ge=0, le=MAX_SEQ, required=False,
                                                    description="Resume after this event (set by EventSource)")] = None,
-    after: Annotated[int | None, Parameter(ge=0, le=MAX_SEQ, description="Same as Last-Event-ID")] = None,
+    after: Annotated[int | None, QueryParameter(ge=0, le=MAX_SEQ, description="Same as Last-Event-ID")] = None,
 ) -> Stream:
     subscription = ctx.engine.hub.subscribe(run_id)  # before reading the store: nothing slips between
     if await ctx.engine.store.get_run(run_id) is None:
