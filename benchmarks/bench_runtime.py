@@ -296,6 +296,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     started = time.perf_counter()
+    load_before = os.getloadavg()[0]
     disk = tempfile.mkdtemp(prefix="orch-bench-")
     ram = tempfile.mkdtemp(prefix="orch-bench-", dir="/dev/shm") if os.path.isdir("/dev/shm") else disk
     cases = ("chain5", "chain200", "fan64")
@@ -328,7 +329,8 @@ def main() -> None:
     import langgraph.version
 
     print(f"{dt.date.today().isoformat()} · Python {platform.python_version()} · SQLite {sqlite3.sqlite_version} · "
-          f"langgraph {langgraph.version.__version__} · {os.cpu_count()} cores · {'quick' if args.quick else 'full'} run")
+          f"langgraph {langgraph.version.__version__} · {os.cpu_count()} cores · {'quick' if args.quick else 'full'} run · "
+          f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
     print(f"durable: SQLite WAL, synchronous this engine={ours['synchronous']}, LangGraph={lg['synchronous']} "
           f"(journal {lg['journal']}), LangGraph durability=\"sync\"; database files in {tempfile.gettempdir()}")
     print()

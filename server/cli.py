@@ -128,14 +128,15 @@ async def _follow(engine: Any, run_id: str, progress: Progress, sub: Any = None)
 
 def _ask(gate: Any, preset: dict[str, Any]) -> Any:
     answers = dict(preset)
+    interactive = sys.stdin.isatty()
     if not gate.fields:
-        if answers:
+        if answers or not interactive:
             return answers
         return input(f"{gate.prompt}\n> ")
-    if gate.agent_context:
+    if gate.agent_context and interactive:
         print("--- context ---\n" + gate.agent_context[:2000] + "\n---------------")
     for f in gate.fields:
-        if f["name"] in answers:
+        if f["name"] in answers or not interactive:  # without a terminal, unset fields stay unset
             continue
         options = f.get("options")
         hint = ""
@@ -235,6 +236,9 @@ async def _runs(args: argparse.Namespace) -> int:
             _print_result(await engine.cancel(args.run_id))
             return 0
         result = await engine.result(args.run_id)
+        if result.status != "paused":
+            print(f"orch: run '{args.run_id}' is {result.status}, not paused", file=sys.stderr)
+            return 1
         result = await _drive_to_end(engine, args.run_id, result, _pairs(args.answer, "--answer"), Progress())
         _print_result(result)
         return 0

@@ -1,0 +1,111 @@
+"""The `orch` command as a user runs it: a real subprocess for the terminal flows."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ORCH = [sys.executable, "-m", "server.cli"]
+
+
+def orch(*args: str, cwd: Path = ROOT, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*ORCH, *args], cwd=cwd, capture_output=True, text=True, input=stdin, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_validate_lists_each_graph_and_exits_0() -> None:
+    out = orch("validate", "graphs")
+    assert out.returncode == 0, out.stderr
+    lines = [line.split(" (")[0] for line in out.stdout.splitlines() if line.startswith("ok: ")]
+    assert lines == ["ok: orch-batch-summaries", "ok: orch-calculator-tools", "ok: orch-market-scan",
+                     "ok: orch-nested-report", "ok: orch-research-report", "ok: orch-review-loop",
+                     "ok: orch-triage-router"]
+
+
+def test_validate_reports_every_problem_and_exits_1(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: x\nname: X\nsteps:\n  - {id: a, type: agnt}\n  - {id: b, type: print, next_step_id: zz}\n")
+    out = orch("validate", str(bad))
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [
+        f"error: {bad}: $.steps[0].type: unknown step type 'agnt' [unknown-step-type]; did you mean 'agent'?",
+        "1 error(s)",
+    ]
+
+
+def test_graph_renders_mermaid_and_dot() -> None:
+    mermaid = orch("graph", "graphs/research_report.yaml", "--format", "mermaid")
+    dot = orch("graph", "graphs/research_report.yaml", "--format", "dot")
+    assert mermaid.returncode == dot.returncode == 0
+    assert mermaid.stdout.startswith("flowchart TD\n") and '|"true"| s_step_publish' in mermaid.stdout
+    assert dot.stdout.startswith('digraph "orch-research-report" {')
+
+
+def test_run_with_answers_then_list_and_show(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    run = orch("run", "graphs/research_report.yaml", "-m", "Synapse AI platform", "--db", db,
+               "--answer", "decision=approve", "--answer", "notes=Fine")
+    assert run.returncode == 0, run.stderr
+    assert re.search(r"step-research\s+agent\s+completed\s+turns=2\s+cost=\$0\.000\d+", run.stdout)
+    assert "⏸ step-approve waits for a person" in run.stdout and "completed" in run.stdout
+    run_id = re.search(r"run id: (\S+)", run.stdout).group(1)
+    listed = orch("runs", "list", "--db", db)
+    assert run_id in listed.stdout and "completed" in listed.stdout
+    shown = orch("runs", "show", run_id, "--db", db)
+    assert f"run {run_id}: completed" in shown.stdout
+
+
+def test_paused_run_resumed_from_another_command(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    first = orch("run", "graphs/research_report.yaml", "-m", "tides", "--db", db)
+    assert first.returncode == 0 and "paused at step-approve" in first.stdout
+    run_id = re.search(r"run id: (\S+)", first.stdout).group(1)
+    bad = orch("runs", "resume", run_id, "--db", db, "--answer", "decision=maybe")
+    assert "invalid answer: decision: 'maybe' is not one of: approve, reject" in bad.stdout
+    good = orch("runs", "resume", run_id, "--db", db, "--answer", "decision=reject")
+    assert f"run {run_id}: completed" in good.stdout
+    again = orch("runs", "resume", run_id, "--db", db, "--answer", "decision=approve")
+    assert again.returncode == 1 and "is completed, not paused" in again.stderr
+
+
+@pytest.mark.skipif(not hasattr(pty, "openpty"), reason="needs a pseudo-terminal")
+def test_gate_questions_are_asked_at_the_terminal(tmp_path: Path) -> None:
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*ORCH, "run", "graphs/research_report.yaml", "-m", "tides",
+                             "--db", f"sqlite:///{tmp_path / 'tty.db'}"],
+                            cwd=ROOT, stdin=slave, stdout=slave, stderr=slave,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    os.close(slave)
+    seen = b""
+
+    def read_until(text: bytes) -> None:
+        nonlocal seen
+        while text not in seen:
+            ready, _, _ = select.select([master], [], [], 60)
+            assert ready, f"timed out waiting for {text!r}; got {seen[-500:]!r}"
+            seen += os.read(master, 4096)
+
+    try:
+        read_until(b"Decision [approve,reject]: ")
+        os.write(master, b"approve\n")
+        read_until(b"Editor notes: ")
+        os.write(master, b"Ship it\n")
+        read_until(b": completed")
+    finally:
+        proc.wait(30)
+        try:
+            while select.select([master], [], [], 0.1)[0]:
+                seen += os.read(master, 4096)
+        except OSError:
+            pass
+        os.close(master)
+    assert proc.returncode == 0
+    assert b"step-publish completed" in seen
