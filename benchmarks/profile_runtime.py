@@ -29,7 +29,7 @@ from collections import defaultdict
 from typing import Any, Callable
 
 from bench_runtime import CHAIN, ours_check
-from workloads import noop  # noqa: F401 - the engine below runs it
+from bench_runtime import open_engine as open_bench_engine
 
 from engine.runtime import Engine
 from engine.store.sql import RUNS, STEPS, Checkpoint, SQLStore
@@ -38,8 +38,6 @@ AWAITED = ("create_run", "checkpoint", "get_run", "step_records")
 
 
 async def open_engine(path: str) -> Engine:
-    from bench_runtime import open_engine as open_bench_engine
-
     return await open_bench_engine(path, "NORMAL")
 
 

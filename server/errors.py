@@ -44,6 +44,8 @@ def _validation_detail(exc: ValidationException) -> str:
             parts.append("a JSON request body is required" if message == repr(key) else f"request body: {message}")
         elif source == "body":
             parts.append(f"request body at $.{key}: {message}")
+        elif source == "header":  # the field name, spelled as the header the client sent
+            parts.append(f"header '{key.replace('_', '-')}': {message}")
         else:
             parts.append(f"{source or 'request'} parameter '{key}': {message}")
     return "; ".join(parts) or str(exc.detail)

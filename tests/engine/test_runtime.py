@@ -281,3 +281,42 @@ async def test_events_have_monotonic_seq_and_are_persisted_in_order(make_engine,
         "RunStart", "StepStart", "StepComplete", "StepStart", "StepComplete", "StepStart", "StepComplete",
         "OrchestrationComplete", "Done",
     ]
+
+
+async def test_unanswered_gate_fails_the_run_after_its_timeout(make_engine, sqlite_url):
+    graph = GATE.replace("    next_step_id: done", "    human_timeout_seconds: 0.3\n    next_step_id: done")
+    engine = await make_engine(sqlite_url, graph, executors={"agent": echo_agent})
+    paused = await engine.run("gated", "tides")
+    assert paused.status == "paused"
+    await asyncio.sleep(0.6)
+    failed = await engine.result(paused.run_id)
+    assert (failed.status, failed.response) == ("failed", "human gate was not answered in time")
+    with pytest.raises(NotPaused):
+        await engine.resume(paused.run_id, {"decision": "approve"})
+
+
+async def test_run_timeout_stops_a_run_that_overruns(make_engine, sqlite_url):
+    async def slow(ctx: Any) -> StepResult:
+        await asyncio.sleep(5)
+        return StepResult(output="late")
+
+    graph = CHAIN + "timeout_minutes: 0.005\n"
+    engine = await make_engine(sqlite_url, graph, executors={"agent": slow})
+    result = await asyncio.wait_for(engine.run("chain", "x"), 10)
+    assert (result.status, result.response, brief(result)) == (
+        "failed", "Run exceeded its time limit of 0.005 minutes", [("a", "failed", 1)])
+
+
+async def test_a_paused_run_resumes_on_the_definition_it_started_with(make_engine, sqlite_url, tmp_path):
+    from engine.compile import compile_catalog
+    from engine.loader import load_text
+
+    engine = await make_engine(sqlite_url, GATE, executors={"agent": echo_agent})
+    paused = await engine.run("gated", "tides")
+    changed = GATE.replace('print_content: "{state.review.decision}"', 'print_content: "v2 {state.review.decision}"')
+    await engine.add_graph(compile_catalog(load_text(changed, "gated.yaml"))["gated"].graph)
+    await engine.resume(paused.run_id, {"decision": "approve"})
+    old = await engine.wait(paused.run_id)
+    new = await engine.run("gated", "tides")
+    await engine.resume(new.run_id, {"decision": "approve"})
+    assert ((old.response, (await engine.wait(new.run_id)).response)) == ("approve", "v2 approve")
