@@ -1,6 +1,7 @@
 """Where does a durable run of the 5-step chain spend its time on this engine?
 
     PYTHONPATH=. python benchmarks/profile_runtime.py [--runs N] [--top N] [--sort tottime|cumulative]
+                                                      [--concurrent]
 
 Part 1, wall clock, no profiler: each store call the run awaits is timed where it is awaited
 (a chain run awaits them one after another, so the rest of the run's time is work on the
@@ -9,7 +10,8 @@ event-loop thread), next to the floors this machine allows: a bare insert + comm
 
 Part 2, cProfile, one profile per thread: the event loop (runner, executors, events, result
 building), the store's writer thread (checkpoint transactions) and the reader threads
-(`asyncio.to_thread` reads behind `Engine.result`).
+(`asyncio.to_thread` reads behind `Engine.result`). With --concurrent, only part 2, for runs
+started all at once.
 """
 
 from __future__ import annotations
@@ -271,7 +273,7 @@ async def breakdown(tmp: str, runs: int) -> None:
 
 # -- part 2: cProfile per thread ------------------------------------------------------------
 
-async def profiled(tmp: str, runs: int) -> tuple[cProfile.Profile, cProfile.Profile, cProfile.Profile, float]:
+async def profiled(tmp: str, runs: int, concurrent: bool) -> tuple[cProfile.Profile, cProfile.Profile, cProfile.Profile, float]:
     loop_prof, writer_prof, reader_prof = cProfile.Profile(), cProfile.Profile(), cProfile.Profile()
     store_cls_open = SQLStore.open
 
@@ -286,7 +288,7 @@ async def profiled(tmp: str, runs: int) -> tuple[cProfile.Profile, cProfile.Prof
                 writer_prof.disable()
 
         def profiled_read(stmt: Any) -> list[Any]:
-            reader_prof.enable()  # reads run one at a time here: one run awaits each in turn
+            reader_prof.enable()  # reads overlap only with --concurrent; then this view is partial
             try:
                 return read(stmt)
             finally:
@@ -304,11 +306,14 @@ async def profiled(tmp: str, runs: int) -> tuple[cProfile.Profile, cProfile.Prof
     check = ours_check(CHAIN)
     for _ in range(30):
         check(await engine.run("chain5"))
-    writer_prof.clear() if hasattr(writer_prof, "clear") else None
     loop_prof.enable()
     t = time.perf_counter()
-    for _ in range(runs):
-        check(await engine.run("chain5"))
+    if concurrent:
+        for result in await asyncio.gather(*(engine.run("chain5") for _ in range(runs))):
+            check(result)
+    else:
+        for _ in range(runs):
+            check(await engine.run("chain5"))
     elapsed = time.perf_counter() - t
     loop_prof.disable()
     await engine.close()
@@ -327,14 +332,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--sort", default="tottime", choices=["tottime", "cumulative"])
+    parser.add_argument("--concurrent", action="store_true",
+                        help="profile --runs runs started at once (asyncio.gather) instead of one after another")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="orch-profile-") as tmp:
-        asyncio.run(breakdown(tmp, args.runs))
-        loop_prof, writer_prof, reader_prof, elapsed = asyncio.run(profiled(tmp, args.runs))
-    print(f"\n{args.runs} runs under cProfile: {elapsed / args.runs * 1e6:,.0f} µs/run (the profiler inflates this); "
-          f"sorted by {args.sort}\n")
-    for title, prof in (("event-loop thread", loop_prof), ("store writer thread (warm-up runs included)", writer_prof),
-                        ("reader threads (Engine.result)", reader_prof)):
+        if not args.concurrent:
+            asyncio.run(breakdown(tmp, args.runs))
+        loop_prof, writer_prof, reader_prof, elapsed = asyncio.run(profiled(tmp, args.runs, args.concurrent))
+    how = "at once" if args.concurrent else "one after another"
+    rate = f"{args.runs / elapsed:,.0f} runs/s" if args.concurrent else f"{elapsed / args.runs * 1e6:,.0f} µs/run"
+    print(f"\n{args.runs} runs {how} under cProfile: {rate} (the profiler slows this); sorted by {args.sort}\n")
+    for title, prof in (("event-loop thread", loop_prof), ("store writer thread (30 warm-up runs included)", writer_prof),
+                        ("reader threads (Engine.result; 30 warm-up runs included)", reader_prof)):
         print(f"== {title} ==")
         print(report(prof, args.sort, args.top))
 

@@ -101,6 +101,9 @@ class RunDriver:
         self.gates: dict[str, dict[str, Any]] = msgspec.json.decode(row["gate"]) if row.get("gate") else {}
         self.status = "running"
         self.cancel_requested = False
+        self._began: float | None = None
+        self.records: list[dict[str, Any]] = []  # step records of this run, oldest first
+        self.failure_text: str | None = None
         self.depth: int = row.get("depth") or 0
         self.executed = executed
         self._tasks: dict[asyncio.Task[_Finished], Token] = {}
@@ -133,7 +136,7 @@ class RunDriver:
     async def drive(self) -> str:
         """Run until the run completes, pauses, fails or is cancelled; returns the status."""
         budget = self.graph.orchestration.timeout_minutes * 60 - self.active_seconds
-        began = time.monotonic()
+        began = self._began = time.monotonic()
         try:
             for tok in list(self.frontier.tokens.values()):
                 await self._start(tok)
@@ -159,6 +162,8 @@ class RunDriver:
             return self.status
         finally:
             self.active_seconds += time.monotonic() - began
+        if self.status == "completed":  # committed with the last step's checkpoint
+            return self.status
         if self.failure is not None:
             await self._fail(self.failure)
         elif self.frontier.gates:
@@ -315,6 +320,11 @@ class RunDriver:
             new = scheduler.advance(self.graph, self.frontier, token, route, skipped=skipped)
         else:
             self.frontier.tokens.pop(token.id, None)
+        if (retire and not new and not self._tasks and not self.frontier.tokens and not self.frontier.gates
+                and self.failure is None):
+            # The run's last step: its checkpoint and the run's completion share one transaction.
+            await self._checkpoint(records, **self._completion())
+            return
         await self._checkpoint(records)
         for tok in new:
             await self._start(tok)
@@ -329,6 +339,7 @@ class RunDriver:
         }
 
     async def _checkpoint(self, records: list[dict[str, Any]], **run: Any) -> None:
+        self.records.extend(records)
         for r in records:
             self.step_count += 1
             self.executed += r["status"] != "skipped"
@@ -397,14 +408,28 @@ class RunDriver:
                                gate=_json.encode(self.gates).decode(), gate_deadline=deadline,
                                active_seconds=self.active_seconds)
 
-    async def _complete(self) -> None:
+    def _completion(self) -> dict[str, Any]:
+        """Mark the run completed: emit its final events and return the run-row columns."""
         self.status = "completed"
         response = self.response_text()
         self.emit(OrchestrationComplete(status="completed", final_state=self.state, response=response,
                                         total_cost_usd=self.cost))
         self.emit(Done(status="completed"))
-        await self._checkpoint([], status="completed", state=_json.encode(self.state).decode(), response=response,
-                               gate=None, finished_at=time.time(), active_seconds=self.active_seconds)
+        active = self.active_seconds + (time.monotonic() - self._began if self._began else 0.0)
+        return {"status": "completed", "state": _json.encode(self.state).decode(), "response": response,
+                "gate": None, "finished_at": time.time(), "active_seconds": active}
+
+    def result(self) -> Any:
+        """The run's result as it stands, from memory (no store read)."""
+        from engine.results import build_result
+
+        row = {"id": self.run_id, "status": self.status, "cost_usd": self.cost,
+               "response": self.response_text() if self.status == "completed" else self.failure_text,
+               "error": None}
+        return build_result(row, self.records, self.state, self.gates)
+
+    async def _complete(self) -> None:
+        await self._checkpoint([], **self._completion())
 
     def response_text(self) -> str:
         if self.response is NO_OUTPUT or self.response is None:
@@ -416,6 +441,7 @@ class RunDriver:
 
     async def _fail(self, error: RunError) -> None:
         self.status = "failed"
+        self.failure_text = error.message
         await self._cancel_tasks(f"cancelled: {error.message}")
         self.emit(OrchestrationError(error=error.message))
         self.emit(Done(status="failed"))
@@ -450,6 +476,7 @@ class RunDriver:
 
     async def cancel(self) -> None:
         self.status = "cancelled"
+        self.failure_text = "Run cancelled"
         await self._cancel_tasks("cancelled: the run was cancelled")
         self.emit(OrchestrationError(error="Run cancelled"))
         self.emit(Done(status="cancelled"))

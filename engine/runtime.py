@@ -48,6 +48,7 @@ class Engine:
         self._tasks: dict[str, asyncio.Task[str]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._heartbeat: asyncio.Task[None] | None = None
+        self._results: dict[str, RunResult] = {}  # results of runs that just stopped here, for wait()
 
     # -- graphs ------------------------------------------------------------------------------
 
@@ -175,6 +176,7 @@ class Engine:
         return run_id
 
     def _launch(self, driver: RunDriver) -> None:
+        self._results.pop(driver.run_id, None)
         self._drivers[driver.run_id] = driver
         self._tasks[driver.run_id] = asyncio.create_task(self._drive(driver), name=f"run {driver.run_id}")
 
@@ -183,6 +185,10 @@ class Engine:
             status = await driver.drive()
             if status == "paused":
                 self._arm_gate_timer(driver.run_id, min(g["deadline"] for g in driver.gates.values()))
+            if status in ("completed", "paused", "failed", "cancelled"):
+                if len(self._results) >= 1024:
+                    self._results.pop(next(iter(self._results)))
+                self._results[driver.run_id] = driver.result()
             return status
         finally:
             self._drivers.pop(driver.run_id, None)
@@ -194,6 +200,8 @@ class Engine:
         task = self._tasks.get(run_id)
         if task is not None:
             await asyncio.shield(task)
+        if run_id in self._results and run_id not in self._tasks:
+            return self._results[run_id]
         return await self.result(run_id)
 
     async def run(self, orchestration_id: str, message: str = "", state: Mapping[str, Any] | None = None,
@@ -227,6 +235,7 @@ class Engine:
         driver = RunDriver(self, graph, row, state=state, frontier=scheduler.decode(row["frontier"]),
                            step_count=len(records), epoch=epoch,
                            executed=sum(1 for r in records if r["status"] in ("completed", "failed")))
+        driver.records = records
         outputs = [r for r in records if r["output_key"] and r["status"] == "completed"]
         if outputs:
             key = outputs[-1]["output_key"]
@@ -305,6 +314,7 @@ class Engine:
         the epoch fences off any owner that is still writing."""
         from sqlalchemy import literal_column
 
+        self._results.pop(row["id"], None)
         ok = await self.store.set_status(row["id"], status, expect=["paused", "running"], error=message,
                                          response=message, finished_at=time.time(),
                                          epoch=literal_column("epoch") + 1,

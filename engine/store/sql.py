@@ -55,19 +55,27 @@ class Fenced(Exception):
     """The run's epoch moved on: another owner claimed it."""
 
 
-_UPDATE_RUN_CACHE: dict[tuple[str, ...], Any] = {}
+class _Prepared:
+    """A Core statement compiled once for the writer's dialect and run straight on the DBAPI
+    cursor: the checkpoint path skips per-call statement compilation and result wrapping."""
+
+    __slots__ = ("sql", "names")
+
+    def __init__(self, stmt: Any, dialect: Any) -> None:
+        compiled = stmt.compile(dialect=dialect)
+        self.sql: str = compiled.string
+        self.names: tuple[str, ...] | None = tuple(compiled.positiontup) if compiled.positiontup else None
+
+    def params(self, values: dict[str, Any]) -> Any:
+        return values if self.names is None else tuple(values[n] for n in self.names)
 
 
-def _update_run(cols: tuple[str, ...]) -> Any:
-    stmt = _UPDATE_RUN_CACHE.get(cols)
-    if stmt is None:
-        stmt = (
-            update(RUNS)
-            .where(and_(RUNS.c.id == bindparam("_id"), RUNS.c.epoch == bindparam("_epoch")))
-            .values({c: bindparam(c) for c in cols})
-        )
-        _UPDATE_RUN_CACHE[cols] = stmt
-    return stmt
+def _update_run_stmt(cols: tuple[str, ...]) -> Any:
+    return (
+        update(RUNS)
+        .where(and_(RUNS.c.id == bindparam("_id"), RUNS.c.epoch == bindparam("_epoch")))
+        .values({c: bindparam(c) for c in cols})
+    )
 
 
 class SQLStore:
@@ -80,6 +88,11 @@ class SQLStore:
         self._writer: threading.Thread | None = None
         self._insert_step = STEPS.insert()
         self._insert_event = EVENTS.insert()
+        dialect = self._engine.dialect
+        self._step_sql = _Prepared(STEPS.insert().values({c: bindparam(c) for c in STEP_COLUMNS}), dialect)
+        self._event_sql = _Prepared(EVENTS.insert().values(run_id=bindparam("run_id"), seq=bindparam("seq"),
+                                                           body=bindparam("body")), dialect)
+        self._update_sql: dict[tuple[str, ...], _Prepared] = {}
 
     def _make_engine(self) -> Engine:
         if self.is_sqlite:
@@ -168,13 +181,22 @@ class SQLStore:
     def _apply(self, conn: Any, work: Any) -> Any:
         if isinstance(work, Checkpoint):
             cols = tuple(sorted(work.run))
-            res = conn.execute(_update_run(cols), {"_id": work.run_id, "_epoch": work.epoch, **work.run})
-            if res.rowcount != 1:
-                return Fenced(work.run_id)
-            if work.steps:
-                conn.execute(self._insert_step, work.steps)
-            if work.events:
-                conn.execute(self._insert_event, [{"run_id": work.run_id, "seq": s, "body": b} for s, b in work.events])
+            upd = self._update_sql.get(cols)
+            if upd is None:
+                upd = self._update_sql[cols] = _Prepared(_update_run_stmt(cols), self._engine.dialect)
+            cur = conn.connection.dbapi_connection.cursor()
+            try:
+                cur.execute(upd.sql, upd.params({"_id": work.run_id, "_epoch": work.epoch, **work.run}))
+                if cur.rowcount != 1:
+                    return Fenced(work.run_id)
+                if work.steps:
+                    cur.executemany(self._step_sql.sql, [self._step_sql.params(s) for s in work.steps])
+                if work.events:
+                    ev = self._event_sql
+                    cur.executemany(ev.sql, [ev.params({"run_id": work.run_id, "seq": s, "body": b})
+                                             for s, b in work.events])
+            finally:
+                cur.close()
             return True
         return work(conn)
 

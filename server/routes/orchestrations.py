@@ -74,11 +74,12 @@ def check_definition(ctx: ServerContext, raw: dict[str, Any]) -> list[Problem]:
 
 
 def transforms_refused(raw: dict[str, Any]) -> list[Problem]:
-    steps = raw.get("steps")
+    steps, orch_id = raw.get("steps"), raw.get("id")
     return [
         Problem("transform-not-allowed", "transform steps are not accepted over HTTP",
                 step_id=s.get("id") if isinstance(s.get("id"), str) else None, path=f"$.steps[{i}].type",
-                hint="the operator can allow them with ORCH_ALLOW_HTTP_TRANSFORMS=true")
+                hint="the operator can allow them with ORCH_ALLOW_HTTP_TRANSFORMS=true",
+                orchestration_id=orch_id if isinstance(orch_id, str) else None)
         for i, s in enumerate(steps if isinstance(steps, list) else [])
         if isinstance(s, dict) and s.get("type") == "transform"
     ]

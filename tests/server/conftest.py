@@ -54,15 +54,21 @@ class LiveServer:
         return self.app.state.ctx.engine
 
 
+def make_settings(directory: Path) -> Settings:
+    return Settings(database_url=f"sqlite:///{directory}/orch.db", graphs_dir=str(ROOT / "graphs"),
+                    sandbox_root=str(directory / "sandbox"))
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(database_url=f"sqlite:///{tmp_path}/orch.db", graphs_dir=str(ROOT / "graphs"),
-                    sandbox_root=str(tmp_path / "sandbox"))
+    """A database of the test's own, for tests that start their own servers."""
+    return make_settings(tmp_path)
 
 
-@pytest.fixture
-def live(settings: Settings) -> Iterator[LiveServer]:
-    server = LiveServer(settings, sse_ping_seconds=0.3).start()
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One server per test module; tests must not assume they are alone in its database."""
+    server = LiveServer(make_settings(tmp_path_factory.mktemp("live")), sse_ping_seconds=0.3).start()
     yield server
     server.stop()
 

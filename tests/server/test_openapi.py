@@ -1,0 +1,38 @@
+"""The OpenAPI document describes the real API: schemathesis generates requests from it, valid
+and invalid, and checks every response against it. No request may produce a 500."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from tests.server.conftest import AUTH, LiveServer
+
+BUDGET_SECONDS = 30
+REAL_IDS = {"orch_id": "orch-research-report", "agent_id": "agent-writer"}
+
+
+def test_the_api_conforms_to_its_openapi_document(live: LiveServer) -> None:
+    schema = schemathesis.openapi.from_url(live.url + "/schema/openapi.json")
+    paused = httpx.post(live.url + "/api/v1/orchestrations/orch-research-report/run", headers=AUTH,
+                        json={"message": "fuzzed"}).json()["run_id"]
+    known = {**REAL_IDS, "run_id": paused}
+    operations = [result.ok() for result in schema.get_all_operations()]
+    deadline = time.monotonic() + BUDGET_SECONDS
+    for operation in operations:
+        if time.monotonic() > deadline:
+            break
+
+        @given(case=operation.as_strategy(), use_known_ids=st.booleans())
+        @settings(max_examples=12, deadline=None, derandomize=True, database=None,
+                  phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+        def check(case: schemathesis.Case, use_known_ids: bool) -> None:
+            if use_known_ids and case.path_parameters:
+                case.path_parameters = {k: known.get(k, v) for k, v in case.path_parameters.items()}
+            case.call_and_validate(base_url=live.url, headers=AUTH, timeout=15)
+
+        check()
