@@ -141,6 +141,7 @@ def compile_orchestration(
     schema = StateSchema(good_fields)
 
     steps: dict[str, StepBase] = {}
+    s: StepBase
     for s in orch.steps:
         if s.id in steps:
             problem("duplicate-step", f"step id '{s.id}' is used more than once", s.id, "give each step its own id")

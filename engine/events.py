@@ -119,7 +119,7 @@ def encode_event(event: Event) -> bytes:
 
 
 def decode_event(data: bytes | str) -> Event:
-    return _decoder.decode(data)  # type: ignore[no-any-return]
+    return _decoder.decode(data)
 
 
 def preview(value: Any, limit: int = 500) -> str:

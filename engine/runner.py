@@ -365,7 +365,8 @@ class RunDriver:
         self.gates[spec.id] = {**payload, "deadline": time.time() + gate.timeout_seconds,
                                "started_at": fin.started, "iteration": fin.iteration,
                                "child_run_id": gate.child_run_id}
-        self.emit(HumanInputRequired(**payload))
+        self.emit(HumanInputRequired(step_id=spec.id, prompt=gate.prompt, fields=gate.fields,
+                                     agent_context=gate.agent_context))
         await self._checkpoint([], gate=_json.encode(self.gates).decode())
 
     async def answer_gate(self, step_id: str, answer: Any) -> None:

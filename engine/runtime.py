@@ -82,7 +82,7 @@ class Engine:
 
     def executor_for(self, step: CompiledStep) -> Executor:
         if step.type == "agent" and step.spec.agent_id:
-            agent = step.spec.agent_id and self._agent(step)
+            agent = self._agent(step)
             if agent is not None and agent.type == "orchestrator":
                 return self.executors["subflow"]
         executor = self.executors.get(step.type)
@@ -286,7 +286,7 @@ class Engine:
         driver = await self._load_driver(fresh, epoch)
         await driver.rerun_gate(gate["step_id"])
         self._launch(driver)
-        return row["id"]
+        return str(row["id"])
 
     async def cancel(self, run_id: str) -> RunResult:
         driver = self._drivers.get(run_id)

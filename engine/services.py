@@ -14,7 +14,7 @@ from engine.settings import Settings
 from engine.tools import ToolRegistry
 
 if TYPE_CHECKING:
-    from engine.runner import Engine
+    from engine.runtime import Engine
 
 
 @dataclass

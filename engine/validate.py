@@ -317,7 +317,7 @@ class Validator:
 
     def _available(self, writes: Mapping[str, int]) -> dict[str, int]:
         """Bitset of keys some ancestor (cycles included) writes, per step."""
-        g = nx.DiGraph()
+        g: nx.DiGraph[str] = nx.DiGraph()
         g.add_nodes_from(self.graph.nodes)
         g.add_edges_from((u, v) for u, v, d in self.graph.edges(data=True) if d.get("kind") != "body")
         cond = nx.condensation(g)

@@ -31,7 +31,7 @@ async def run_subflow(ctx: StepContext) -> StepResult:
     child_id = await engine.start(child_orch, message, idempotency_key=f"{ctx.run_id}:{spec.id}:{ctx.iteration}",
                                   parent=(ctx.run_id, spec.id, depth))
     result = await engine.wait(child_id)
-    turns = sum(h.turns for h in result.step_history or [])  # type: ignore[union-attr]
+    turns = sum(h.turns for h in result.step_history or [])
     if result.status == "paused":
         gate = result.human_input_required
         row = await engine.store.get_run(child_id)
@@ -41,7 +41,7 @@ async def run_subflow(ctx: StepContext) -> StepResult:
             timeout_seconds=max(0.0, deadline - time.time()), child_run_id=child_id))
     # The child's spend joins the parent's once the child has finished, so re-entering this
     # step after a gate in the child never counts it twice.
-    ctx.add_cost(float(result.total_cost_usd or 0.0))  # type: ignore[arg-type]
+    ctx.add_cost(float(result.total_cost_usd or 0.0))
     if result.status != "completed":
         raise StepFailed(f"step {spec.id}: sub-orchestration '{child_orch}' ({child_id}) {result.status}: "
                          f"{result.response}", step_id=spec.id)

@@ -7,6 +7,7 @@ import time
 
 import httpx
 import schemathesis
+from schemathesis.checks import positive_data_acceptance
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +34,8 @@ def test_the_api_conforms_to_its_openapi_document(live: LiveServer) -> None:
         def check(case: schemathesis.Case, use_known_ids: bool) -> None:
             if use_known_ids and case.path_parameters:
                 case.path_parameters = {k: known.get(k, v) for k, v in case.path_parameters.items()}
-            case.call_and_validate(base_url=live.url, headers=AUTH, timeout=15)
+            # A cursor is opaque: a string this API did not hand out is rightly refused with 400.
+            excluded = [positive_data_acceptance] if "cursor" in (case.query or {}) else []
+            case.call_and_validate(base_url=live.url, headers=AUTH, timeout=15, excluded_checks=excluded)
 
         check()
