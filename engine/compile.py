@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Container, Mapping
 
+import msgspec
 import networkx as nx
 
 from engine.errors import DefinitionError, Problem
 from engine.expressions import Expression, ExpressionError, compile_expression
 from engine.loader import Catalog, LoadedOrchestration, definition_version
 from engine.spec import Agent, Orchestration, StepBase
-from engine.state import StateSchema, TypeParseError, parse_type
+from engine.state import StateSchema, TypeParseError, convert, parse_type
 from engine.templates import template_keys
 
 EXIT = "\x00exit"  # virtual sink for post-dominator analysis
@@ -134,10 +135,17 @@ def compile_orchestration(
     good_fields = {}
     for key, f in orch.state_schema.items():
         try:
-            parse_type(f.type)
+            spec_type = parse_type(f.type)
             good_fields[key] = f
         except TypeParseError as exc:
             problem("bad-type", f"state_schema.{key}: {exc}", None, "e.g. str, int, list[str] or dict[str, int]")
+            continue
+        if f.default is not msgspec.UNSET and f.default is not None:
+            try:
+                convert(f.default, spec_type)
+            except msgspec.ValidationError:
+                problem("bad-default", f"state_schema.{key}: default {f.default!r} does not fit type {spec_type.text}", None,
+                        f"give a {spec_type.text} default or change the type")
     schema = StateSchema(good_fields)
 
     steps: dict[str, StepBase] = {}

@@ -66,7 +66,7 @@ class Catalog:
 
 
 def definition_version(raw: dict[str, Any]) -> str:
-    body = {k: v for k, v in raw.items() if k not in ("version", "created_at", "updated_at")}
+    body = {k: v for k, v in raw.items() if k not in ("created_at", "updated_at")}
     return hashlib.sha256(msgspec.json.encode(body, order="sorted")).hexdigest()[:16]
 
 
@@ -182,9 +182,13 @@ def _add_orchestration(raw: Any, file: str, path: str, catalog: Catalog) -> None
             hint="orchestration ids must be unique across all loaded files",
         ))
         return
+    raw_agents = raw.get("agents") if isinstance(raw.get("agents"), list) else []
     for i, agent in enumerate(orch.agents):
+        if i < len(raw_agents) and isinstance(raw_agents[i], dict):
+            _unknown(raw_agents[i], AGENT_FIELDS, file, f"{path}.agents[{i}]", catalog.problems, severity="warning")
         _add_agent(msgspec.to_builtins(agent), file, f"{path}.agents[{i}]", catalog)
-    catalog.orchestrations[orch.id] = LoadedOrchestration(orch, file, orch.version or definition_version(raw), carried)
+    # Runs pin the content hash, so an edited file is a new version even if its `version` label stayed.
+    catalog.orchestrations[orch.id] = LoadedOrchestration(orch, file, definition_version(raw), carried)
 
 
 def decode_orchestration(raw: Any, file: str, path: str = "$") -> tuple[Orchestration | None, list[Problem]]:
@@ -314,6 +318,8 @@ def _validation_problem(exc: msgspec.ValidationError, file: str, base: str, **kw
         field_name = re.sub(r"\[\d+\]$", "", path.rsplit(".", 1)[-1])
         if msg.startswith("invalid enum value") and field_name in ENUM_VALUES:
             kw.setdefault("hint", "one of: " + ", ".join(ENUM_VALUES[field_name]))
+        elif " - at key in " in str(exc) or "at key in" in msg:
+            kw.setdefault("hint", "keys must be text; quote keys such as 1, 2.5 or yes in YAML")
         elif msg.startswith("expected str") and msg.endswith("got bool"):
             kw.setdefault("hint", "YAML reads unquoted yes/no/on/off/true/false as booleans; quote the value")
     return Problem(code, msg, file=file, path=path, **kw)

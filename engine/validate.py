@@ -261,8 +261,8 @@ class Validator:
         reported: set[tuple[str, str]] = set()
         for key, ws in writers.items():
             ks = self.schema.keys.get(key)
-            if (ks and ks.reducer != "replace") or len(ws) < 2:
-                continue
+            if (ks and ks.reducer != "replace") or len(ws) < 2 or key == "human_response":
+                continue  # human_response is, by definition, the latest gate answer
             for i, a in enumerate(ws):
                 for b in ws[i + 1:]:
                     if self._concurrent(a, b, branch_of) and (key, b) not in reported:

@@ -10,7 +10,6 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 
 from engine.bootstrap import LoadReport
-from engine.events import Subscription
 from engine.runtime import Engine
 from engine.settings import Settings
 from server.feed import RunFeed
@@ -23,8 +22,8 @@ class ServerContext:
     report: LoadReport
     sse_ping_seconds: float = 15.0
 
-    def feed(self, run_id: str, subscription: Subscription, *, after: int = 0) -> RunFeed:
-        return RunFeed(self.engine, run_id, subscription, after=after, idle_seconds=self.sse_ping_seconds)
+    def feed(self, run_id: str, *, after: int = 0) -> RunFeed:
+        return RunFeed(self.engine, run_id, after=after, idle_seconds=self.sse_ping_seconds)
 
 
 Ctx: TypeAlias = NamedDependency[ServerContext]  # what handlers declare as `ctx`

@@ -2,11 +2,12 @@
 nothing missing and nothing twice.
 
 Events reach a reader by three ways: the store (committed with each step), the driver's pending
-list (emitted, not yet committed) and the hub (live). The reader subscribes to the hub *before*
+list (emitted, not yet committed) and the hub (live). The feed subscribes to the hub *before*
 reading the others, so every event emitted after that moment arrives live; events emitted before
-it are pending or stored. One window remains: an event taken off the pending list for a commit
-that lands after the store was read. `seq` is contiguous per run, so such a hole shows as a jump
-and is filled from the store once that commit lands.
+it are pending or stored. It subscribes when first iterated, so a response that is never sent
+leaves no subscription behind. One window remains: an event taken off the pending list for a
+commit that lands after the store was read. `seq` is contiguous per run, so such a hole shows as
+a jump and is filled from the store once that commit lands.
 
 The feed ends at a `done` event (the run paused or ended), or, for a run this process does not
 drive, once the store shows it is no longer running. It yields `None` when it has been idle for
@@ -39,21 +40,24 @@ def is_done(body: bytes) -> bool:
 
 
 class RunFeed:
-    def __init__(self, engine: Engine, run_id: str, subscription: Subscription, *, after: int = 0,
-                 idle_seconds: float = 15.0, poll_seconds: float = 1.0, gap_seconds: float = 5.0) -> None:
-        self.engine, self.run_id, self.sub = engine, run_id, subscription
+    sub: Subscription
+
+    def __init__(self, engine: Engine, run_id: str, *, after: int = 0, idle_seconds: float = 15.0,
+                 poll_seconds: float = 1.0, gap_seconds: float = 5.0) -> None:
+        self.engine, self.run_id = engine, run_id
         self.last = after
         self.idle_seconds, self.poll_seconds, self.gap_seconds = idle_seconds, poll_seconds, gap_seconds
         self._sent_at = time.monotonic()
 
     async def __aiter__(self) -> AsyncIterator[Item | None]:
+        self.sub = self.engine.hub.subscribe(self.run_id)
         try:
             row = await self.engine.store.get_run(self.run_id)
             backlog = self._backlog()
             backlog.update(await self.engine.store.events(self.run_id, after=self.last))
             for seq in sorted(backlog):
-                for item in await self._through(seq, backlog[seq]):
-                    yield item
+                for replayed in await self._through(seq, backlog[seq]):
+                    yield replayed
             if backlog:
                 if is_done(backlog[max(backlog)]):
                     return

@@ -49,7 +49,8 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, work
     if workers > 1 and normalize_url(settings.database_url).startswith("sqlite"):
         raise ValueError("several workers share runs through the database: set ORCH_DATABASE_URL to a "
                          "PostgreSQL URL, or serve with one worker")
-    stored = 0 if keys or env_keys() or allow_unauthenticated else len(asyncio.run(_stored_key_hashes(settings)))
+    # Opening the store once here also creates its tables before any worker races to.
+    stored = len(asyncio.run(_stored_key_hashes(settings)))
     if not (keys or env_keys() or stored or allow_unauthenticated):
         raise NoApiKeyConfigured("no API key is configured: create one with `orch keys create`, pass keys in "
                                  "ORCH_API_KEYS (comma-separated), or serve with --allow-unauthenticated")
@@ -79,7 +80,7 @@ def _preload(settings: Settings) -> LoadReport:
     tools = ToolRegistry.with_builtins()
     for module in settings.tool_modules:
         tools.load_module(module)
-    paths = [p for p in [settings.graphs_dir] if Path(p).exists()]
+    paths: list[str | Path] = [p for p in [settings.graphs_dir] if Path(p).exists()]
     return load_graphs(paths, set(tools.names()))
 
 

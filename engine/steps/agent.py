@@ -35,7 +35,9 @@ async def run_agent(ctx: StepContext) -> StepResult:
     tools = agent_tools(ctx)
     allowed = {t.name for t in tools}
     messages = build_messages(ctx)
-    max_turns = max(spec.max_turns, 1)
+    agent = step_agent(ctx)
+    # A step left at the default 15 takes the agent's own max_turns, when the agent sets one.
+    max_turns = max(agent.max_turns if spec.max_turns == 15 and agent and agent.max_turns else spec.max_turns, 1)
     total_cost, last_text = 0.0, ""
     for turn in range(1, max_turns + 1):
         request = request_for(ctx, model, messages, tools=tuple(tools))

@@ -40,8 +40,9 @@ async def run_loop(ctx: StepContext) -> StepResult:
             outputs[names[sid]][i] = value
             key = ctx.graph.steps[sid].spec.output_key
             if key and result.output is not NO_OUTPUT:
-                scope[key] = value
-            scope.update(result.extra_writes)
+                ctx.graph.schema.apply(scope, key, value, step_id=sid)
+            for extra_key, extra in result.extra_writes.items():
+                ctx.graph.schema.apply(scope, extra_key, extra, step_id=sid)
 
     if s.loop_over and s.max_concurrency > 1:
         limit = asyncio.Semaphore(s.max_concurrency)

@@ -133,7 +133,10 @@ async def call_model(ctx: StepContext, provider: Provider, request: CompletionRe
     ctx.check_budget()
     completion = await provider.complete(request)
     prices = ctx.services.prices
-    priced_as = completion.model if completion.model and prices.known(completion.model) else request.model
+    if provider.name == "offline":
+        priced_as = "offline"  # whatever model a step names, the offline model answered it
+    else:
+        priced_as = completion.model if completion.model and prices.known(completion.model) else request.model
     cost = prices.cost(priced_as, completion.usage)
     ctx.add_cost(cost)
     return completion, cost

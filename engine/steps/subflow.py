@@ -9,9 +9,11 @@ parent; answering the parent's gate answers the child's.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
-from engine.errors import StepFailed
+from engine.errors import EngineError, StepFailed
 from engine.steps.base import GateRequest, StepContext, StepResult
 from engine.templates import render
 
@@ -30,7 +32,13 @@ async def run_subflow(ctx: StepContext) -> StepResult:
     message = render(spec.prompt_template, ctx.state) if spec.prompt_template else str(ctx.state.get("user_input") or "")
     child_id = await engine.start(child_orch, message, idempotency_key=f"{ctx.run_id}:{spec.id}:{ctx.iteration}",
                                   parent=(ctx.run_id, spec.id, depth))
-    result = await engine.wait(child_id)
+    try:
+        result = await engine.wait(child_id)
+    except asyncio.CancelledError:
+        # The parent step timed out or the parent run was cancelled: the child stops with it.
+        with contextlib.suppress(EngineError):
+            await asyncio.shield(engine.cancel(child_id))
+        raise
     turns = sum(h.turns for h in result.step_history or [])
     if result.status == "paused":
         gate = result.human_input_required

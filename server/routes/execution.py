@@ -1,8 +1,8 @@
 """Running orchestrations and answering their gates, synchronously or as an SSE stream.
 
 The synchronous endpoints wait for the run to complete, pause or fail. The wait is shielded by
-the engine, so a client that disconnects does not stop the run. The streaming endpoints
-subscribe to the run's events before anything can be missed and end with the `done` event.
+the engine, so a client that disconnects does not stop the run. The streaming endpoints send
+the run's events from its start (or from the gate being answered) to the next `done` event.
 """
 
 from __future__ import annotations
@@ -44,9 +44,7 @@ async def run_orchestration(ctx: Ctx, orch_id: FromPath[str], data: JSONBody[Run
       summary="Start an orchestration and stream its events (SSE) until it pauses or ends")
 async def stream_orchestration(ctx: Ctx, orch_id: FromPath[str], data: JSONBody[RunRequest],
                                idempotency_key: IdempotencyKey = None) -> Stream:
-    run_id = await start(ctx, orch_id, data, idempotency_key)
-    # No await since start() returned: the driver has not run yet, so the hub misses nothing.
-    return event_stream(ctx.feed(run_id, ctx.engine.hub.subscribe(run_id)))
+    return event_stream(ctx.feed(await start(ctx, orch_id, data, idempotency_key)))
 
 
 @post("/runs/{run_id:str}/resume", status_code=200, responses=RESUME_ERRORS,
@@ -61,13 +59,8 @@ async def stream_resume(ctx: Ctx, run_id: FromPath[str], data: JSONBody[ResumeRe
     row = await ctx.engine.store.get_run(run_id)
     if row is None:
         raise RunNotFound(f"run '{run_id}' not found")
-    subscription = ctx.engine.hub.subscribe(run_id)
-    try:
-        await ctx.engine.resume(run_id, data.response)
-    except BaseException:
-        subscription.close()
-        raise
-    return event_stream(ctx.feed(run_id, subscription, after=row["last_seq"]))
+    await ctx.engine.resume(run_id, data.response)
+    return event_stream(ctx.feed(run_id, after=row["last_seq"]))  # the paused run's last event was `done`
 
 
 router = Router(path="/orchestrations", tags=["runs"],

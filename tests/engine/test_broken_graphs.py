@@ -31,7 +31,7 @@ ALL_CODES = frozenset({
     "unknown-entry", "no-steps", "bad-expression", "unknown-step", "unknown-agent", "unknown-orchestration",
     "recursive-orchestration", "invalid-value", "unsupported-in-loop", "bad-transform", "duplicate-field",
     "unregistered-tool", "unreachable-step", "unguarded-cycle", "unconditional-cycle", "type-mismatch",
-    "concurrent-writers", "read-races-writer", "read-before-write", "no-writer",
+    "concurrent-writers", "read-races-writer", "read-before-write", "no-writer", "bad-default",
 })  # fmt: skip
 
 UNKNOWN_TYPE = "expected str, int, float, bool, list, dict, any, list[T] or dict[str, T]"
@@ -113,6 +113,9 @@ CASES = [
     # -- the orchestration as a whole -----------------------------------------------------------
     Case("bad_state_type.yaml", [
         ("bad-type", None, None, f"state_schema.summary: unknown type 'strng'; {UNKNOWN_TYPE}"),
+    ]),
+    Case("bad_default.yaml", [
+        ("bad-default", None, None, "state_schema.retries: default 'three' does not fit type int"),
     ]),
     Case("duplicate_step.yaml", [
         ("duplicate-step", "draft", None, "step id 'draft' is used more than once"),

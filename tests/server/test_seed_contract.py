@@ -113,9 +113,12 @@ def test_runs_are_listed_newest_first_in_pages(api: httpx.Client) -> None:
     started = [api.post("/orchestrations/orch-research-report/run", json={"message": f"t{i}"}).json()["run_id"]
                for i in range(5)]
     api.post("/orchestrations/orch-triage-router/run", json={"message": "refund please"})
-    seen, cursor = [], None
+    seen: list[str] = []
+    cursor: str | None = None
     while True:
-        params = {"orchestration_id": "orch-research-report", "limit": 2, **({"cursor": cursor} if cursor else {})}
+        params: dict[str, str | int] = {"orchestration_id": "orch-research-report", "limit": 2}
+        if cursor:
+            params["cursor"] = cursor
         page = api.get("/orchestrations/runs", params=params).json()
         seen += [r["run_id"] for r in page["runs"]]
         cursor = page["next_cursor"]
