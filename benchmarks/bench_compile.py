@@ -157,7 +157,7 @@ def main() -> None:
               f"{n_steps} steps, {len(bundle.agents)} agents")
     bundles = load_bundles()
     compile_time, compiled = best(lambda: compile_catalog(bundles, tools=tools), reps)
-    problems = [p for p in bundles.problems] + [p for r in compiled.values() for p in r.problems]
+    problems = list(bundles.problems) + [p for r in compiled.values() for p in r.problems]
     codes: dict[str, int] = {}
     for p in problems:
         codes[f"{p.severity} {p.code}"] = codes.get(f"{p.severity} {p.code}", 0) + 1

@@ -178,7 +178,7 @@ def read_costs(path: str, run_ids: list[str]) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in out.items()}
 
 
-async def loop_only(tmp: str, runs: int) -> float:
+async def loop_only(tmp: str, runs: int, prof: cProfile.Profile | None = None) -> float:
     """Seconds per run of `Engine.start` + driving the run to its end, with the store's writes
     replaced by no-ops and no `Engine.result`: the event-loop work alone (nothing is stored)."""
     engine = await open_engine(os.path.join(tmp, "stub.db"))
@@ -203,10 +203,14 @@ async def loop_only(tmp: str, runs: int) -> float:
 
         for _ in range(30):
             await one()
+        if prof is not None:
+            prof.enable()
         t = time.perf_counter()
         for _ in range(runs):
             await one()
         elapsed = (time.perf_counter() - t) / runs
+        if prof is not None:
+            prof.disable()
         assert not still_real, f"the stubbed runs still awaited {sorted(still_real)}: stub those too"
         return elapsed
     finally:
@@ -360,13 +364,18 @@ def main() -> None:
     parser.add_argument("--concurrent", action="store_true",
                         help="profile --runs runs started at once (asyncio.gather) instead of one after another")
     args = parser.parse_args()
+    stub_prof = cProfile.Profile()
     with tempfile.TemporaryDirectory(prefix="orch-profile-") as tmp:
         if not args.concurrent:
             asyncio.run(breakdown(tmp, args.runs))
+            asyncio.run(loop_only(tmp, args.runs, stub_prof))
         loop_prof, writer_prof, reader_prof, elapsed = asyncio.run(profiled(tmp, args.runs, args.concurrent))
     how = "at once" if args.concurrent else "one after another"
     rate = f"{args.runs / elapsed:,.0f} runs/s" if args.concurrent else f"{elapsed / args.runs * 1e6:,.0f} µs/run"
     print(f"\n{args.runs} runs {how} under cProfile: {rate} (the profiler slows this); sorted by {args.sort}\n")
+    if not args.concurrent:
+        print("== event-loop thread, store writes stubbed out (its CPU work alone; nothing waits on I/O) ==")
+        print(report(stub_prof, args.sort, args.top))
     for title, prof in (("event-loop thread", loop_prof), ("store writer thread (30 warm-up runs included)", writer_prof),
                         ("reader threads (Engine.result; 30 warm-up runs included)", reader_prof)):
         print(f"== {title} ==")

@@ -107,6 +107,7 @@ class RunDriver:
         self.depth: int = row.get("depth") or 0
         self.executed = executed
         self._tasks: dict[asyncio.Task[_Finished], Token] = {}
+        self._ready: list[tuple[Token, CompiledStep, StepCtx]] = []  # started, not yet running
         self._contexts: dict[int, StepCtx] = {}
         self._executors: Mapping[str, Executor] = engine.executors
 
@@ -140,16 +141,37 @@ class RunDriver:
         try:
             for tok in list(self.frontier.tokens.values()):
                 await self._start(tok)
-            while self._tasks and self.failure is None:
+            while (self._ready or self._tasks) and self.failure is None:
                 remaining = budget - (time.monotonic() - began)
                 if remaining <= 0:
                     self.failure = RunTimeout(
                         f"Run exceeded its time limit of {self.graph.orchestration.timeout_minutes:g} minutes")
                     break
+                if len(self._ready) == 1 and not self._tasks:
+                    # One step and nothing else in flight: run it here, without a task.
+                    token, step, ctx = self._ready.pop()
+                    try:
+                        if remaining < step.spec.timeout_seconds:
+                            async with asyncio.timeout(remaining):
+                                fin = await self._execute(token, step, ctx, ctx.iteration)
+                        else:
+                            fin = await self._execute(token, step, ctx, ctx.iteration)
+                    except TimeoutError:  # the run's own deadline; the step is recorded as failed
+                        self.failure = RunTimeout(
+                            f"Run exceeded its time limit of {self.graph.orchestration.timeout_minutes:g} minutes")
+                        break
+                    await self._finished(fin)
+                    continue
+                for token, step, ctx in self._ready:
+                    task = asyncio.create_task(self._execute(token, step, ctx, ctx.iteration),
+                                               name=f"{self.run_id}:{step.spec.id}")
+                    self._tasks[task] = token
+                self._ready.clear()
                 done, _ = await asyncio.wait(self._tasks, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     self._tasks.pop(task)
-                    await self._finished(task.result())
+                # Steps that finished together commit together (one group-commit transaction).
+                await asyncio.gather(*(self._finished(task.result()) for task in done))
         except Fenced:
             await self._abandon()
             self.status = "lost"
@@ -188,8 +210,7 @@ class RunDriver:
         iteration = scheduler.count_iteration(self.frontier, step.spec.id)
         self.emit(StepStart(step_id=step.spec.id, step_name=step.spec.label, step_type=step.type, iteration=iteration))
         ctx = StepCtx(self, step, self.state, iteration)
-        task = asyncio.create_task(self._execute(token, step, ctx, iteration), name=f"{self.run_id}:{step.spec.id}")
-        self._tasks[task] = token
+        self._ready.append((token, step, ctx))
         self._contexts[token.id] = ctx
 
     async def _execute(self, token: Token, step: CompiledStep, ctx: StepCtx, iteration: int) -> _Finished:
@@ -451,21 +472,18 @@ class RunDriver:
 
     async def _cancel_tasks(self, reason: str) -> None:
         """Cancel in-flight steps; each one is recorded as failed with what it spent."""
-        if not self._tasks:
-            return
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._ready.clear()
         records = []
         now = time.time()
-        for task, token in self._tasks.items():
-            ctx = self._contexts.pop(token.id, None)
-            if ctx is None:
-                continue
+        for token_id, ctx in self._contexts.items():  # tasks, the step run inline, and started ones
             records.append(self._record(ctx.step, "failed", ctx.iteration, ctx.turns, ctx.cost, now, now, {},
                                         RunError(reason)))
-            self.frontier.tokens.pop(token.id, None)
-        self._tasks.clear()
+            self.frontier.tokens.pop(token_id, None)
+        self._contexts.clear()
         if records:
             await self._checkpoint(records)
 
@@ -474,6 +492,8 @@ class RunDriver:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        self._ready.clear()
+        self._contexts.clear()
 
     async def cancel(self) -> None:
         self.status = "cancelled"

@@ -27,6 +27,8 @@ from engine.store.tables import ApiKeyRow, DefinitionRow, EventRow, IdempotencyR
 RUNS, STEPS, EVENTS = RunRow.__table__, StepRow.__table__, EventRow.__table__  # type: ignore[attr-defined]
 DEFS, IDEM, KEYS = DefinitionRow.__table__, IdempotencyRow.__table__, ApiKeyRow.__table__  # type: ignore[attr-defined]
 RUN_COLUMNS = tuple(c.name for c in RUNS.columns)
+RUN_DEFAULTS = {c.name: (c.default.arg if c.default is not None and not callable(c.default.arg) else None)
+                for c in RUNS.columns}
 STEP_COLUMNS = tuple(c.name for c in STEPS.columns)
 
 
@@ -93,6 +95,7 @@ class SQLStore:
         self._event_sql = _Prepared(EVENTS.insert().values(run_id=bindparam("run_id"), seq=bindparam("seq"),
                                                            body=bindparam("body")), dialect)
         self._update_sql: dict[tuple[str, ...], _Prepared] = {}
+        self._insert_run_sql: dict[tuple[str, ...], _Prepared] = {}
 
     def _make_engine(self) -> Engine:
         if self.is_sqlite:
@@ -172,11 +175,12 @@ class SQLStore:
                         results.append(self._apply(conn, work))
                 except Exception as exc:  # noqa: BLE001 - handed to the waiting caller
                     results.append(exc)
+        # One wake-up per event loop for the whole batch, not one per caller.
+        by_loop: dict[Any, list[tuple[asyncio.Future[Any], Any]]] = {}
         for (_, loop, fut), result in zip(batch, results):
-            if isinstance(result, BaseException):
-                loop.call_soon_threadsafe(_resolve, fut, None, result)
-            else:
-                loop.call_soon_threadsafe(_resolve, fut, result, None)
+            by_loop.setdefault(loop, []).append((fut, result))
+        for loop, items in by_loop.items():
+            loop.call_soon_threadsafe(_resolve_all, items)
 
     def _apply(self, conn: Any, work: Any) -> Any:
         if isinstance(work, Checkpoint):
@@ -226,11 +230,22 @@ class SQLStore:
                 if found:
                     return str(found[0])
                 conn.execute(IDEM.insert(), {"key": idempotency_key, "run_id": row["id"], "created_at": time.time()})
-            conn.execute(RUNS.insert(), row)
-            if steps:
-                conn.execute(self._insert_step, list(steps))
-            if events:
-                conn.execute(self._insert_event, [{"run_id": row["id"], "seq": s, "body": b} for s, b in events])
+            row_values = {**RUN_DEFAULTS, **row}
+            cols = tuple(sorted(row))
+            ins = self._insert_run_sql.get(cols)
+            if ins is None:
+                ins = self._insert_run_sql[cols] = _Prepared(
+                    RUNS.insert().values({c: bindparam(c) for c in cols}), self._engine.dialect)
+            cur = conn.connection.dbapi_connection.cursor()
+            try:
+                cur.execute(ins.sql, ins.params(row_values))
+                if steps:
+                    cur.executemany(self._step_sql.sql, [self._step_sql.params(s) for s in steps])
+                if events:
+                    ev = self._event_sql
+                    cur.executemany(ev.sql, [ev.params({"run_id": row["id"], "seq": s, "body": b}) for s, b in events])
+            finally:
+                cur.close()
             return str(row["id"])
 
         return str(await self._submit(work))
@@ -361,6 +376,14 @@ class SQLStore:
 
         path = self.url.split("///", 1)[1]
         return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
+
+
+def _resolve_all(items: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for fut, result in items:
+        if isinstance(result, BaseException):
+            _resolve(fut, None, result)
+        else:
+            _resolve(fut, result, None)
 
 
 def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:

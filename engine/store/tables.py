@@ -48,6 +48,7 @@ class RunRow(SQLModel, table=True):
 
 class StepRow(SQLModel, table=True):
     __tablename__ = "step_records"
+    __table_args__ = {"sqlite_with_rowid": False}  # the primary key is the row: one b-tree, not two
     run_id: str = Field(primary_key=True)
     idx: int = Field(primary_key=True)
     step_id: str
@@ -66,6 +67,7 @@ class StepRow(SQLModel, table=True):
 
 class EventRow(SQLModel, table=True):
     __tablename__ = "events"
+    __table_args__ = {"sqlite_with_rowid": False}
     run_id: str = Field(primary_key=True)
     seq: int = Field(primary_key=True)
     body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

@@ -23,7 +23,7 @@ from server.sse import MEDIA_TYPE, event_stream
 IdempotencyKey = Annotated[
     str | None,
     HeaderParameter(name="Idempotency-Key", min_length=1, max_length=255, required=False,
-              description="Reusing a key returns the run first started with it instead of starting another"),
+                    description="Reusing a key returns the run first started with it instead of starting another"),
 ]
 START_ERRORS = error_responses(404, 422)
 RESUME_ERRORS = error_responses(404, 409, 422)

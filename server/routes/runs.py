@@ -92,8 +92,9 @@ async def cancel_run(ctx: Ctx, run_id: FromPath[str]) -> RunResult:
 async def run_events(
     ctx: Ctx,
     run_id: FromPath[str],
-    last_event_id: Annotated[int | None, HeaderParameter(name="Last-Event-ID", gt=-1, le=MAX_SEQ, required=False,
-                                                   description="Resume after this event (set by EventSource)")] = None,
+    last_event_id: Annotated[int | None, HeaderParameter(
+        name="Last-Event-ID", gt=-1, le=MAX_SEQ, required=False,
+        description="Resume after this event (EventSource sends it when it reconnects)")] = None,
     after: Annotated[int | None, QueryParameter(gt=-1, le=MAX_SEQ, description="Same as Last-Event-ID")] = None,
 ) -> Stream:
     if await ctx.engine.store.get_run(run_id) is None:
