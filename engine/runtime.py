@@ -232,7 +232,7 @@ class Engine:
         graph = await self.graph_for_version(row["version"])
         records = await self.store.step_records(row["id"])
         state = replay_state(graph, records)
-        driver = RunDriver(self, graph, row, state=state, frontier=scheduler.decode(row["frontier"]),
+        driver = RunDriver(self, graph, row, state=state, frontier=scheduler.decode(row["frontier"], records),
                            step_count=len(records), epoch=epoch,
                            executed=sum(1 for r in records if r["status"] in ("completed", "failed")))
         driver.records = records

@@ -13,7 +13,7 @@ exactly the tokens that were ready or in flight.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import msgspec
 
@@ -161,12 +161,31 @@ def count_iteration(f: Frontier, step_id: str) -> int:
     return n
 
 
+class _Stored(msgspec.Struct):
+    """What a checkpoint keeps of the frontier. Iteration counts are left out: they follow from
+    the step records, and leaving them out keeps each checkpoint small however long the run."""
+
+    tokens: dict[int, Token] = {}
+    scopes: dict[int, Scope] = {}
+    gates: list[Token] = []
+    next_id: int = 1
+
+
 def encode(f: Frontier) -> bytes:
-    return msgspec.json.encode(f)
+    return msgspec.json.encode(_Stored(f.tokens, f.scopes, f.gates, f.next_id))
 
 
-def decode(data: bytes | str) -> Frontier:
-    return msgspec.json.decode(data, type=Frontier)
+def decode(data: bytes | str, records: Sequence[Mapping[str, Any]] = ()) -> Frontier:
+    """The frontier of a checkpoint, with iteration counts rebuilt from the run's step records
+    (plus one for every gate that is waiting: its step started but has no record yet)."""
+    s = msgspec.json.decode(data, type=_Stored)
+    iterations: dict[str, int] = {}
+    for r in records:
+        if r["type"] != "input" and r["status"] != "skipped":
+            iterations[r["step_id"]] = iterations.get(r["step_id"], 0) + 1
+    for tok in s.gates:
+        iterations[tok.step_id] = iterations.get(tok.step_id, 0) + 1
+    return Frontier(s.tokens, s.scopes, s.gates, iterations, s.next_id)
 
 
 def describe(f: Frontier) -> dict[str, Any]:

@@ -88,6 +88,11 @@ class SQLStore:
         self._engine = self._make_engine()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
+        self._conn: Any = None  # the writer connection
+        self._connected = threading.Event()
+        self._lock = threading.Lock()  # held by whoever writes on the writer connection
+        self._inline_ok = self.is_sqlite
+        self._local: list[tuple[Any, asyncio.Future[Any]]] = []  # submitted on the loop, not yet written
         self._insert_step = STEPS.insert()
         self._insert_event = EVENTS.insert()
         dialect = self._engine.dialect
@@ -119,6 +124,7 @@ class SQLStore:
         if self._writer is None:
             self._writer = threading.Thread(target=self._write_loop, name="orch-store-writer", daemon=True)
             self._writer.start()
+            await asyncio.to_thread(self._connected.wait)
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -127,6 +133,8 @@ class SQLStore:
             await fut
             self._writer.join()
             self._writer = None
+            self._conn = None
+            self._connected.clear()
         self._engine.dispose()
 
     def drop_all(self) -> None:
@@ -137,12 +145,34 @@ class SQLStore:
 
     async def _submit(self, work: Any) -> Any:
         loop = asyncio.get_running_loop()
+        if self._inline_ok:
+            fut_local: asyncio.Future[Any] = loop.create_future()
+            self._local.append((work, fut_local))
+            if len(self._local) == 1:
+                loop.call_soon(self._flush_local, loop)
+            return await fut_local
         fut = loop.create_future()
         self._queue.put((work, loop, fut))
         return await fut
 
+    def _flush_local(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Write what this loop submitted since the last flush: on the loop thread when the writer
+        is idle (a SQLite commit costs less than the hand-off to the writer thread and back),
+        else through the writer. Either way, requests submitted together share one transaction."""
+        items, self._local = self._local, []
+        if self._queue.empty() and self._conn is not None and self._lock.acquire(blocking=False):
+            try:
+                results = self._run_batch(self._conn, [work for work, _ in items])
+            finally:
+                self._lock.release()
+            _resolve_all([(fut, result) for (_, fut), result in zip(items, results)])
+            return
+        for work, fut in items:
+            self._queue.put((work, loop, fut))
+
     def _write_loop(self) -> None:
-        conn = self._engine.connect()
+        conn = self._conn = self._engine.connect()
+        self._connected.set()
         try:
             while True:
                 batch = [self._queue.get()]
@@ -154,7 +184,8 @@ class SQLStore:
                 stop = [b for b in batch if b[0] is None]
                 work = [b for b in batch if b[0] is not None]
                 if work:
-                    self._write_batch(conn, work)
+                    with self._lock:
+                        self._write_batch(conn, work)
                 if stop:
                     for _, loop, fut in stop:
                         loop.call_soon_threadsafe(_resolve, fut, None, None)
@@ -162,19 +193,24 @@ class SQLStore:
         finally:
             conn.close()
 
-    def _write_batch(self, conn: Any, batch: list[Any]) -> None:
+    def _run_batch(self, conn: Any, works: list[Any]) -> list[Any]:
+        """Apply every request in one transaction; results (or exceptions) in order."""
         try:
             with conn.begin():
-                results = [self._apply(conn, work) for work, _, _ in batch]
+                return [self._apply(conn, work) for work in works]
         except Exception:
             # One bad request must not fail the others: retry each in its own transaction.
-            results = []
-            for work, _, _ in batch:
+            results: list[Any] = []
+            for work in works:
                 try:
                     with conn.begin():
                         results.append(self._apply(conn, work))
                 except Exception as exc:  # noqa: BLE001 - handed to the waiting caller
                     results.append(exc)
+            return results
+
+    def _write_batch(self, conn: Any, batch: list[Any]) -> None:
+        results = self._run_batch(conn, [work for work, _, _ in batch])
         # One wake-up per event loop for the whole batch, not one per caller.
         by_loop: dict[Any, list[tuple[asyncio.Future[Any], Any]]] = {}
         for (_, loop, fut), result in zip(batch, results):

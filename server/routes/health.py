@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from litestar import Response, get
+from litestar.openapi.datastructures import ResponseSpec
 
 from server.context import Ctx
 from server.schemas import Health
 
 
-@get("/health", summary="Server status, graphs loaded and database reachability", tags=["health"])
+@get("/health", summary="Server status, graphs loaded and database reachability", tags=["health"],
+     responses={503: ResponseSpec(Health, description="The database cannot be reached", generate_examples=False)})
 async def health(ctx: Ctx) -> Response[Health]:
     try:
         await ctx.engine.store.get_run("")

@@ -11,7 +11,7 @@ import httpx
 from engine.settings import Settings
 from tests.server.conftest import AUTH, LiveServer
 from tests.server.sse_frames import parse, read
-from tests.server.test_streams import FIRST_LEG, SECOND_LEG, slowed
+from tests.server.flows import FIRST_LEG, SECOND_LEG, slowed
 
 RUN = "/orchestrations/orch-research-report/run"
 

@@ -14,7 +14,7 @@ from engine.settings import Settings
 from tests.conftest import ROOT, pg_schema_url
 from tests.server.conftest import AUTH, LiveServer
 from tests.server.sse_frames import read
-from tests.server.test_streams import FIRST_LEG, slowed
+from tests.server.flows import FIRST_LEG, slowed
 
 pytestmark = pytest.mark.postgres
 RUN = "/orchestrations/orch-research-report/run"

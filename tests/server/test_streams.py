@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
 import pytest
 
 from engine.settings import Settings
-from engine.steps import default_executors
-from engine.steps.base import StepContext, StepResult
 from tests.server.conftest import AUTH, LiveServer
+from tests.server.flows import FIRST_LEG, SECOND_LEG, slowed
 from tests.server.sse_frames import in_order, parse, read
-
-# Up to the gate. The researcher calls current_time, so its step also has tool events.
-FIRST_LEG = [
-    "run_start",
-    "step_start", "agent_turn", "tool_execution", "tool_result", "agent_turn", "step_complete",  # step-research
-    "step_start", "agent_turn", "step_complete",  # step-write
-    "step_start", "human_input_required", "done",  # step-approve
-]
-SECOND_LEG = [
-    "step_complete",  # step-approve, answered
-    "step_start", "routing_decision", "step_complete",  # step-decide
-    "step_start", "step_complete",  # step-publish
-    "orchestration_complete", "done",
-]
-
 
 def test_run_stream_goes_to_the_gate_and_ends_with_done(api: httpx.Client) -> None:
     _, body = read(api, "POST", "/orchestrations/orch-research-report/run/stream", json={"message": "quantum computing"})
@@ -95,16 +77,6 @@ def test_events_of_a_paused_run_end_at_the_pause(api: httpx.Client) -> None:
 
 # -- live runs: agent steps slowed down so readers arrive while the run is going ----------------
 
-def slowed(delay: float) -> dict[str, Any]:
-    agent = default_executors()["agent"]
-
-    async def slow_agent(ctx: StepContext) -> StepResult:
-        await asyncio.sleep(delay)
-        return await agent(ctx)
-
-    return {"agent": slow_agent}
-
-
 @pytest.fixture
 def slow_api(settings: Settings) -> Iterator[httpx.Client]:
     server = LiveServer(settings, executors=slowed(0.6), sse_ping_seconds=0.2).start()
@@ -150,7 +122,7 @@ def test_an_idle_stream_gets_pings(slow_api: httpx.Client) -> None:
     assert body.pings >= 2 and body.types == FIRST_LEG
 
 
-def test_client_disconnect_does_not_stop_a_synchronous_run(slow_api: httpx.Client, tmp_path: Path) -> None:
+def test_client_disconnect_does_not_stop_a_synchronous_run(slow_api: httpx.Client) -> None:
     with pytest.raises(httpx.ReadTimeout):
         slow_api.post("/orchestrations/orch-research-report/run", json={"message": "left early"}, timeout=0.3)
     deadline = time.monotonic() + 10
@@ -160,3 +132,18 @@ def test_client_disconnect_does_not_stop_a_synchronous_run(slow_api: httpx.Clien
             break
         time.sleep(0.1)
     assert runs[0]["message"] == "left early" and runs[0]["status"] == "paused"
+
+
+def test_every_graph_streams_to_its_end_and_replays_the_same(api: httpx.Client) -> None:
+    for orch in api.get("/orchestrations").json():
+        _, live = read(api, "POST", f"/orchestrations/{orch['id']}/run/stream", json={"message": "renewable energy"})
+        assert live.types[0] == "run_start" and live.types[-1] == "done", (orch["id"], live.types)
+        assert live.ids == list(range(1, len(live.ids) + 1))
+        status = live.events[-1]["status"]
+        expected_before_done = {"paused": "human_input_required", "completed": "orchestration_complete",
+                                "failed": "orchestration_error"}[status]
+        assert live.types[-2] == expected_before_done, (orch["id"], live.types[-3:])
+        run_id = live.events[0]["run_id"]
+        _, replay = read(api, "GET", f"/orchestrations/runs/{run_id}/events")
+        assert replay.events == live.events
+        assert api.get(f"/orchestrations/runs/{run_id}").json()["status"] == status
