@@ -17,7 +17,8 @@ import msgspec
 from engine import scheduler
 from engine.compile import CompiledGraph, CompiledStep, compile_definition
 from engine.errors import (
-    DefinitionError, GateTimeout, InvalidInput, NotPaused, ProviderError, RunNotFound,
+    DefinitionError, GateTimeout, InvalidAnswer, InvalidInput, NotPaused, ProviderError, RunNotFound,
+    StateWriteError,
 )
 from engine.events import Done, EventHub, OrchestrationError, RunStart, encode_event
 from engine.loader import decode_orchestration
@@ -258,7 +259,13 @@ class Engine:
             await self.fail_paused(run_id, GateTimeout(f"human gate {gate['step_id']} was not answered in time"))
             raise NotPaused(f"run '{run_id}' failed: its gate {gate['step_id']} timed out")
         graph = await self.graph_for_version(row["version"])
-        answer = check_answer(graph.steps[gate["step_id"]].spec, response)
+        gate_step = graph.steps[gate["step_id"]].spec
+        answer = check_answer(gate_step, response)
+        for key in {gate_step.output_key or "human_response", "human_response"}:
+            try:  # an answer the state cannot hold is the caller's mistake: the run stays paused
+                graph.schema.apply({}, key, answer, step_id=gate_step.id)
+            except StateWriteError as exc:
+                raise InvalidAnswer({"response": exc.message}) from None
         if gate.get("child_run_id"):
             return await self._resume_child(row, gate, response)
         epoch = await self.store.claim_paused(run_id, self.owner, self.services.settings.lease_seconds)

@@ -90,7 +90,9 @@ class Progress:
         self.out, self.verbose = out, verbose
 
     def show(self, e: Event) -> None:
-        p = lambda s: print(s, file=self.out, flush=True)  # noqa: E731
+        def p(text: str) -> None:
+            print(text, file=self.out, flush=True)
+
         if isinstance(e, StepStart):
             p(f"▶ {e.step_id} ({e.step_type})" + (f" #{e.iteration}" if e.iteration > 1 else ""))
         elif isinstance(e, StepComplete):
@@ -269,13 +271,18 @@ async def _keys(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from server.auth import NoApiKeyConfigured
     from server.main import serve
 
     settings = _settings(args)
     host = args.host or ("127.0.0.1" if args.local else "0.0.0.0")
     keys = [k for k in (args.api_key or []) if k]
-    serve(settings, host=host, port=args.port, workers=args.workers, api_keys=keys,
-          allow_unauthenticated=args.local)
+    try:
+        serve(settings, host=host, port=args.port, workers=args.workers, api_keys=keys,
+              allow_unauthenticated=args.local)
+    except (NoApiKeyConfigured, ValueError) as exc:
+        print(f"orch: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

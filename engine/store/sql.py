@@ -119,8 +119,14 @@ class SQLStore:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    def _create_tables(self) -> None:
+        with self._engine.begin() as conn:
+            if not self.is_sqlite:  # servers starting together must not race to create the tables
+                conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))
+            SQLModel.metadata.create_all(conn)
+
     async def open(self) -> None:
-        await asyncio.to_thread(SQLModel.metadata.create_all, self._engine)
+        await asyncio.to_thread(self._create_tables)
         if self._writer is None:
             self._writer = threading.Thread(target=self._write_loop, name="orch-store-writer", daemon=True)
             self._writer.start()

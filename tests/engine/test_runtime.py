@@ -320,3 +320,13 @@ async def test_a_paused_run_resumes_on_the_definition_it_started_with(make_engin
     new = await engine.run("gated", "tides")
     await engine.resume(new.run_id, {"decision": "approve"})
     assert ((old.response, (await engine.wait(new.run_id)).response)) == ("approve", "v2 approve")
+
+
+async def test_an_answer_the_state_cannot_hold_is_rejected_and_the_run_stays_paused(make_engine, sqlite_url):
+    graph = GATE.replace("name: Gated\n", "name: Gated\nstate_schema:\n  review: {type: str}\n")
+    engine = await make_engine(sqlite_url, graph, executors={"agent": echo_agent})
+    paused = await engine.run("gated", "tides")
+    with pytest.raises(InvalidAnswer) as bad:
+        await engine.resume(paused.run_id, {"decision": "approve"})
+    assert bad.value.field_errors == {"response": "step approve: state key 'review' expects str, got dict"}
+    assert (await engine.result(paused.run_id)).status == "paused"

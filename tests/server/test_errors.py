@@ -9,7 +9,8 @@ RUN = "/orchestrations/orch-research-report/run"
 
 
 def paused_run(api: httpx.Client) -> str:
-    return api.post(RUN, json={"message": "x"}).json()["run_id"]
+    run_id: str = api.post(RUN, json={"message": "x"}).json()["run_id"]
+    return run_id
 
 
 @pytest.mark.parametrize("method, path, detail", [

@@ -37,7 +37,7 @@ def test_the_api_conforms_to_its_openapi_document(live: LiveServer) -> None:
             @given(case=operation.as_strategy(generation_mode=mode), use_known_ids=st.booleans())
             @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                       phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
-            def check(case: schemathesis.Case, use_known_ids: bool) -> None:
+            def check(case: schemathesis.Case, use_known_ids: bool) -> None:  # type: ignore[type-arg]
                 # Half the cases address things that exist, so more than the 404 path is exercised.
                 if use_known_ids and case.path_parameters:
                     case.path_parameters = {k: known.get(k, v) for k, v in case.path_parameters.items()}

@@ -13,6 +13,7 @@ from tests.server.conftest import AUTH, LiveServer
 from tests.server.flows import FIRST_LEG, SECOND_LEG, slowed
 from tests.server.sse_frames import in_order, parse, read
 
+
 def test_run_stream_goes_to_the_gate_and_ends_with_done(api: httpx.Client) -> None:
     _, body = read(api, "POST", "/orchestrations/orch-research-report/run/stream", json={"message": "quantum computing"})
     assert body.types == FIRST_LEG
@@ -76,6 +77,7 @@ def test_events_of_a_paused_run_end_at_the_pause(api: httpx.Client) -> None:
 
 
 # -- live runs: agent steps slowed down so readers arrive while the run is going ----------------
+
 
 @pytest.fixture
 def slow_api(settings: Settings) -> Iterator[httpx.Client]:
