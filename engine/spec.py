@@ -45,6 +45,8 @@ class HumanField(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
     placeholder: str | None = None
     description: str | None = None
     default: Any = None
+    # ours: other answers a select accepts, each mapped to one of its options (yes → approve)
+    aliases: dict[str, str] = {}
 
     @property
     def field_name(self) -> str:

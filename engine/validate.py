@@ -134,6 +134,10 @@ class Validator:
                 if f.type == "select" and not f.option_list:
                     self.add("missing-field", f"select field '{f.field_name}' needs 'options'", s.id,
                              "a list, or a comma-separated string such as approve,reject")
+                for alias, target in f.aliases.items():
+                    if target not in f.option_list:
+                        self.add("invalid-value", f"alias '{alias}' of field '{f.field_name}' maps to '{target}', "
+                                 "which is not an option", s.id, "map each alias to one of the options")
             if s.human_timeout_seconds <= 0:
                 self.add("invalid-value", f"human_timeout_seconds must be positive, got {s.human_timeout_seconds}", s.id, "set a number above 0")
         if s.max_iterations < 1 and not any(s.id in c for c in self.cycles):

@@ -77,9 +77,13 @@ def check_answer(step: StepBase, response: Any) -> Any:
 def _convert(f: HumanField, value: Any) -> Any:
     if f.type == "select":
         options = f.option_list
-        if str(value) not in options:
-            raise ValueError(f"'{value}' is not one of: {', '.join(options)}")
-        return str(value)
+        text = str(value).strip()
+        if text in options:
+            return text
+        folded = {o.lower(): o for o in options} | {a.lower(): o for a, o in f.aliases.items()}
+        if text.lower() in folded:
+            return folded[text.lower()]
+        raise ValueError(f"'{value}' is not one of: {', '.join(options)}")
     if f.type == "number":
         if isinstance(value, bool):
             raise ValueError("expected a number")

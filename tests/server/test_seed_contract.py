@@ -74,7 +74,8 @@ def test_get_orchestration_has_every_step(api: httpx.Client) -> None:
         ("step-research", "agent"), ("step-write", "agent"), ("step-approve", "human"),
         ("step-decide", "if_else"), ("step-publish", "print"),
     ]
-    assert body["steps"][2]["human_fields"][0] == GATE["fields"][0]
+    assert body["steps"][2]["human_fields"][0] == {
+        **GATE["fields"][0], "aliases": {"yes": "approve", "y": "approve", "no": "reject", "n": "reject"}}
 
 
 def test_the_graph_renders_as_mermaid_and_dot(api: httpx.Client) -> None:
@@ -134,3 +135,51 @@ def test_health_is_open(live: LiveServer) -> None:
     response = httpx.get(live.url + "/api/v1/health")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "graphs": 7, "rejected": 0, "db": "ok"}
+
+
+SEED_EXAMPLE = '''
+import requests
+
+BASE = "http://localhost:8000/api/v1"
+HEADERS = {"Authorization": "Bearer YOUR_KEY"}
+
+# 1. Start the orchestration
+resp = requests.post(
+    f"{BASE}/orchestrations/orch-research-report/run",
+    headers=HEADERS,
+    json={"message": "AI orchestration trends 2025"}
+)
+data = resp.json()
+
+if data["status"] == "paused":
+    run_id = data["run_id"]
+    human_prompt = data["human_input_required"]["prompt"]
+    print(f"Human approval needed: {human_prompt}")
+
+    # 2. Collect human input (e.g. from your UI)
+    decision = input("Approve? (yes/no): ")
+
+    # 3. Resume the orchestration
+    resume_resp = requests.post(
+        f"{BASE}/orchestrations/runs/{run_id}/resume",
+        headers=HEADERS,
+        json={"response": {"decision": decision, "notes": "Approved via API"}}
+    )
+    final = resume_resp.json()
+    print(f"Status: {final['status']}")
+    print(f"Article: {final['shared_state'].get('article', '')[:200]}...")
+
+elif data["status"] == "completed":
+    print(data["response"])
+'''
+
+
+def test_the_seed_script_itself_with_a_person_typing_yes(live: LiveServer, capsys) -> None:
+    """The page's example, only pointed at this server and given its key; the person at the
+    prompt answers as the prompt asks, "yes"."""
+    code = SEED_EXAMPLE.replace("http://localhost:8000", live.url).replace("YOUR_KEY", API_KEY)
+    exec(compile(code, "seed_example.py", "exec"), {"input": lambda prompt: "yes", "__name__": "__main__"})
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == ["Human approval needed: Please review the draft article and decide whether to publish.",
+                       "Status: completed"]
+    assert out[2] == "Article: # AI orchestration trends 2025"
