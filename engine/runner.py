@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
 import msgspec
@@ -13,15 +12,13 @@ import msgspec
 from engine import scheduler
 from engine.compile import CompiledGraph, CompiledStep
 from engine.cost import format_cost_limit_message
-from engine.errors import (
-    CostLimitExceeded, EngineError, ProviderError, RunError, RunTimeout, StepFailed, StepTimeout, ToolError,
-    TurnLimitExceeded,
-)
+from engine.errors import CostLimitExceeded, EngineError, RunError, RunTimeout, TurnLimitExceeded
 from engine.events import (
     Done, Event, HumanInputRequired, LoopLimitReached, OrchestrationComplete, OrchestrationError, StepComplete,
     StepError, StepStart, encode_event, preview,
 )
 from engine.scheduler import Frontier, Token
+from engine.stepctx import StepCtx, _Finished, execute_step
 from engine.steps.base import NO_OUTPUT, Executor, StepResult
 from engine.store.sql import Checkpoint, Fenced
 
@@ -29,54 +26,6 @@ if TYPE_CHECKING:
     from engine.runtime import Engine
 
 _json = msgspec.json.Encoder()
-
-
-@dataclass
-class _Finished:
-    token: Token
-    step: CompiledStep
-    iteration: int
-    started: float
-    ended: float
-    result: StepResult | None
-    error: EngineError | None
-    turns: int = 0
-    cost: float = 0.0
-
-
-class StepCtx:
-    """What one step execution sees (the StepContext protocol)."""
-
-    def __init__(self, driver: "RunDriver", step: CompiledStep, state: Mapping[str, Any], iteration: int) -> None:
-        self.driver = driver
-        self.run_id = driver.run_id
-        self.graph = driver.graph
-        self.step = step
-        self.state = state
-        self.iteration = iteration
-        self.services = driver.engine.services
-        self.last_output = driver.last_output
-        self.cost = 0.0
-        self.turns = 0
-        self.events: list[Event] = []
-
-    @property
-    def spec(self) -> Any:
-        return self.step.spec
-
-    def emit(self, event: Event) -> None:
-        self.driver.emit(event)
-
-    def add_cost(self, amount: float) -> None:
-        self.cost += amount
-        self.driver.add_cost(amount, self.step.spec.id)
-
-    def check_budget(self) -> None:
-        if self.driver.failure is not None:
-            raise self.driver.failure
-
-    async def run_substep(self, step_id: str, state: Mapping[str, Any], iteration: int) -> StepResult:
-        return await self.driver.run_substep(self, step_id, state, iteration)
 
 
 class RunDriver:
@@ -219,33 +168,7 @@ class RunDriver:
         return _Finished(token, step, iteration, started, time.time(), result, error, ctx.turns, ctx.cost)
 
     async def execute_step(self, step: CompiledStep, ctx: StepCtx) -> tuple[StepResult | None, EngineError | None]:
-        """Run the executor with the step's timeout and retry policy; never raises EngineError."""
-        spec = step.spec
-        executor = self.engine.executor_for(step)
-        policy = spec.retry
-        attempts = policy.attempts if policy else 1
-        for attempt in range(1, attempts + 1):
-            try:
-                async with asyncio.timeout(spec.timeout_seconds):
-                    result = await executor(ctx)
-                ctx.turns = max(ctx.turns, result.turns)
-                return result, None
-            except TimeoutError:
-                return None, StepTimeout(f"step {spec.id} exceeded its timeout of {spec.timeout_seconds:g}s",
-                                         step_id=spec.id)
-            except (ProviderError, ToolError) as exc:
-                if exc.retryable and attempt < attempts and self.failure is None:
-                    assert policy is not None
-                    self.emit(StepError(step_id=spec.id, error=exc.message, will_retry=True))
-                    await asyncio.sleep(min(policy.backoff_seconds * 2 ** (attempt - 1), policy.max_backoff_seconds))
-                    continue
-                exc.step_id = exc.step_id or spec.id
-                return None, exc
-            except EngineError as exc:
-                return None, exc
-            except Exception as exc:  # noqa: BLE001 - a bug in an executor fails its step, not the engine
-                return None, StepFailed(f"step {spec.id} raised {type(exc).__name__}: {exc}", step_id=spec.id)
-        raise AssertionError("unreachable")
+        return await execute_step(self, step, ctx)
 
     async def run_substep(self, parent: StepCtx, step_id: str, state: Mapping[str, Any], iteration: int) -> StepResult:
         step = self.graph.steps[step_id]
