@@ -24,7 +24,6 @@ from engine.spec import Agent, Orchestration, StepBase
 from engine.state import StateSchema, TypeParseError, convert, parse_type
 from engine.templates import template_keys
 
-EXIT = "\x00exit"  # virtual sink for post-dominator analysis
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,7 +352,8 @@ def _classify_back_edges(
 
 def _fanouts(g: "nx.DiGraph[str]", steps: Mapping[str, StepBase], back: set[tuple[str, str]], problem: Any) -> dict[str, FanOut]:
     result: dict[str, FanOut] = {}
-    ipdom: dict[str, str] | None = None
+    order: dict[str, int] | None = None
+    fwd: nx.DiGraph[str] | None = None
     for s in steps.values():
         if s.type == "parallel":
             branches = tuple(
@@ -363,25 +363,26 @@ def _fanouts(g: "nx.DiGraph[str]", steps: Mapping[str, StepBase], back: set[tupl
             join = s.next_ids[0] if s.next_ids and s.next_ids[0] in steps else None
             result[s.id] = FanOut(s.id, tuple(b for b in branches if b), join, True)
         elif len(s.next_ids) > 1 and s.type not in ("evaluator", "if_else", "switch"):
-            if ipdom is None:
-                ipdom = _post_dominators(g, back)
-            join = ipdom.get(s.id)
+            if fwd is None:
+                fwd = nx.DiGraph()
+                fwd.add_nodes_from(g.nodes)
+                fwd.add_edges_from((u, v) for u, v, d in g.edges(data=True)
+                                   if (u, v) not in back and d.get("kind") != "body")
+                order = {n: i for i, n in enumerate(nx.topological_sort(fwd))}
+            assert order is not None
             heads = tuple((t,) for t in s.next_ids if t in steps)
-            result[s.id] = FanOut(s.id, heads, None if join in (None, EXIT) else join, False)
+            result[s.id] = FanOut(s.id, heads, _meeting_point(fwd, [h[0] for h in heads], order), False)
     return result
 
 
-def _post_dominators(g: "nx.DiGraph[str]", back: set[tuple[str, str]]) -> dict[str, str]:
-    rev: nx.DiGraph[str] = nx.DiGraph()
-    rev.add_node(EXIT)
-    for u, v, d in g.edges(data=True):
-        if (u, v) not in back and d.get("kind") != "body":
-            rev.add_edge(v, u)
-    for n in g.nodes:
-        rev.add_node(n)
-        if not any((n, v) not in back and g[n][v].get("kind") != "body" for v in g.successors(n)):
-            rev.add_edge(EXIT, n)
-    return dict(nx.immediate_dominators(rev, EXIT))
+def _meeting_point(fwd: "nx.DiGraph[str]", heads: list[str], order: Mapping[str, int]) -> str | None:
+    """The first step (in topological order) that every branch can reach: where the branches
+    meet. Branches that can also end elsewhere simply die there at run time."""
+    common: set[str] | None = None
+    for head in heads:
+        reach = nx.descendants(fwd, head) | {head}
+        common = reach if common is None else common & reach
+    return min(common, key=order.__getitem__) if common else None
 
 
 def _suggest(name: str, known: Mapping[str, Any]) -> str:

@@ -12,7 +12,7 @@ import msgspec
 from engine import scheduler
 from engine.compile import CompiledGraph, CompiledStep
 from engine.cost import format_cost_limit_message
-from engine.errors import CostLimitExceeded, EngineError, RunError, RunTimeout, TurnLimitExceeded
+from engine.errors import CostLimitExceeded, EngineError, RunError, RunTimeout, StepFailed, TurnLimitExceeded
 from engine.events import (
     Done, Event, HumanInputRequired, LoopLimitReached, OrchestrationComplete, OrchestrationError, StepComplete,
     StepError, StepStart, encode_event, preview,
@@ -121,6 +121,15 @@ class RunDriver:
                     self._tasks.pop(task)
                 # Steps that finished together commit together (one group-commit transaction).
                 await asyncio.gather(*(self._finished(task.result()) for task in done))
+            self.active_seconds += time.monotonic() - began
+            began = time.monotonic()
+            if self.status != "completed":  # else it was committed with the last step's checkpoint
+                if self.failure is not None:
+                    await self._fail(self.failure)
+                elif self.frontier.gates:
+                    await self._pause()
+                else:
+                    await self._complete()
         except Fenced:
             await self._abandon()
             self.status = "lost"
@@ -131,16 +140,12 @@ class RunDriver:
                 raise
             await self.cancel()
             return self.status
+        except Exception as exc:  # noqa: BLE001 - an engine bug must fail the run, not strand it
+            await self._abandon()
+            self.failure = RunError(f"internal error: {type(exc).__name__}: {exc}")
+            await self._fail(self.failure)
         finally:
             self.active_seconds += time.monotonic() - began
-        if self.status == "completed":  # committed with the last step's checkpoint
-            return self.status
-        if self.failure is not None:
-            await self._fail(self.failure)
-        elif self.frontier.gates:
-            await self._pause()
-        else:
-            await self._complete()
         return self.status
 
     async def _start(self, token: Token) -> None:
@@ -165,15 +170,19 @@ class RunDriver:
     async def _execute(self, token: Token, step: CompiledStep, ctx: StepCtx, iteration: int) -> _Finished:
         started = time.time()
         result, error = await self.execute_step(step, ctx)
-        return _Finished(token, step, iteration, started, time.time(), result, error, ctx.turns, ctx.cost)
+        return _Finished(token, step, iteration, started, time.time(), result, error, ctx.turns, ctx.cost, ctx)
 
     async def execute_step(self, step: CompiledStep, ctx: StepCtx) -> tuple[StepResult | None, EngineError | None]:
         return await execute_step(self, step, ctx)
 
     async def run_substep(self, parent: StepCtx, step_id: str, state: Mapping[str, Any], iteration: int) -> StepResult:
         step = self.graph.steps[step_id]
+        if self.turns >= self.graph.orchestration.max_total_turns:  # loop bodies count as turns too
+            raise TurnLimitExceeded(f"Global turn limit ({self.graph.orchestration.max_total_turns}) exceeded",
+                                    step_id=step_id)
+        self.turns += 1
         self.emit(StepStart(step_id=step_id, step_name=step.spec.label, step_type=step.type, iteration=iteration))
-        ctx = StepCtx(self, step, state, iteration)
+        ctx = StepCtx(self, step, state, iteration, key=f"{parent.key}/{step_id}#{iteration}")
         started = time.time()
         result, error = await self.execute_step(step, ctx)
         ended = time.time()
@@ -182,13 +191,13 @@ class RunDriver:
         self.emit(StepComplete(step_id=step_id, step_name=step.spec.label, step_type=step.type, status=status,
                                output_key=step.spec.output_key, output=preview(output), turns=ctx.turns,
                                cost_usd=ctx.cost, duration_seconds=round(ended - started, 6)))
-        record = self._record(step, status, iteration, ctx.turns, ctx.cost, started, ended, {}, error)
+        parent.body.extend(ctx.body)
+        parent.body.append(self._record(step, status, iteration, ctx.turns, ctx.cost, started, ended, {}, error))
         if error is not None:
             if step.spec.on_error != "continue":
                 raise error
-            return StepResult(turns=ctx.turns, cost_usd=ctx.cost, body_history=[record])
+            return StepResult(turns=ctx.turns, cost_usd=ctx.cost)
         assert result is not None
-        result.body_history.insert(0, record)
         result.turns, result.cost_usd = ctx.turns, ctx.cost
         return result
 
@@ -207,13 +216,14 @@ class RunDriver:
                 writes = self._apply_writes(step, fin.result)
             except RunError as exc:
                 error = exc
-        body = fin.result.body_history if fin.result is not None else []
+        body = fin.ctx.body if fin.ctx is not None else []
         if error is not None:
             self.emit(StepError(step_id=spec.id, error=error.message))
             if spec.on_error != "continue" or isinstance(error, CostLimitExceeded):
+                # Set before the commit: steps finishing alongside must not complete the run.
+                self.failure = self.failure or (error if isinstance(error, RunError) else RunError(error.message))
                 await self._commit_step(fin.token, step, "failed", fin.iteration, fin.started, fin.ended, {},
                                         error=error, turns=fin.turns, cost=fin.cost, body=body, retire=False)
-                self.failure = self.failure or (error if isinstance(error, RunError) else RunError(error.message))
                 return
             await self._commit_step(fin.token, step, "failed", fin.iteration, fin.started, fin.ended, {},
                                     error=error, turns=fin.turns, cost=fin.cost, body=body, route=None)
@@ -239,6 +249,11 @@ class RunDriver:
         if step.spec.output_key and result.output is not NO_OUTPUT:
             writes[step.spec.output_key] = result.output
         writes.update(result.extra_writes)
+        try:
+            _json.encode(writes)
+        except (TypeError, ValueError) as exc:
+            raise StepFailed(f"step {step.spec.id}: its output cannot be stored as JSON ({exc})",
+                             step_id=step.spec.id) from None
         trial = {k: self.state.get(k) for k in writes}
         for key, value in writes.items():
             self.graph.schema.apply(trial, key, value, step_id=step.spec.id)
@@ -264,6 +279,12 @@ class RunDriver:
             new = scheduler.advance(self.graph, self.frontier, token, route, skipped=skipped)
         else:
             self.frontier.tokens.pop(token.id, None)
+        if status == "failed" and not retire and self.failure is not None:
+            # The failure is durable with the step that caused it, so a crash right after cannot
+            # let recovery carry on as if nothing happened.
+            await self._checkpoint(records, status="failed", error=self.failure.message,
+                                   response=self.failure.message)
+            return
         if (retire and not new and not self._tasks and not self.frontier.tokens and not self.frontier.gates
                 and self.failure is None):
             # The run's last step: its checkpoint and the run's completion share one transaction.
@@ -293,7 +314,8 @@ class RunDriver:
         events = self.take_events()
         values = {
             "frontier": scheduler.encode(self.frontier), "cost_usd": self.cost, "turns": self.turns,
-            "steps_done": self.step_count, "last_seq": self.seq, "updated_at": time.time(), **run,
+            "steps_done": self.step_count, "last_seq": self.seq, "updated_at": time.time(),
+            "active_seconds": self.active_seconds + (time.monotonic() - self._began if self._began else 0.0), **run,
         }
         await self.store.checkpoint(Checkpoint(self.run_id, self.epoch, values, records, events))
 
@@ -403,8 +425,9 @@ class RunDriver:
         records = []
         now = time.time()
         for token_id, ctx in self._contexts.items():  # tasks, the step run inline, and started ones
-            records.append(self._record(ctx.step, "failed", ctx.iteration, ctx.turns, ctx.cost, now, now, {},
-                                        RunError(reason)))
+            records.extend(ctx.body)
+            records.append(self._record(ctx.step, "failed", ctx.iteration, ctx.turns, ctx.cost, ctx.started, now,
+                                        {}, RunError(reason)))
             self.frontier.tokens.pop(token_id, None)
         self._contexts.clear()
         if records:

@@ -50,6 +50,8 @@ class Engine:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._heartbeat: asyncio.Task[None] | None = None
         self._results: dict[str, RunResult] = {}  # results of runs that just stopped here, for wait()
+        self._background: set[asyncio.Task[Any]] = set()
+        self.closing = False
 
     # -- graphs ------------------------------------------------------------------------------
 
@@ -106,14 +108,15 @@ class Engine:
             self._heartbeat = asyncio.create_task(self._renew_leases())
 
     async def close(self) -> None:
+        self.closing = True
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
         for timer in self._timers.values():
             timer.cancel()
-        for task in list(self._tasks.values()):
+        for task in [*self._tasks.values(), *self._background]:
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await asyncio.gather(*self._tasks.values(), *self._background, return_exceptions=True)
         await self.services.aclose()
         await self.store.close()
 
@@ -156,7 +159,6 @@ class Engine:
         now = time.time()
         start_event = RunStart(orchestration_id=graph.id, version=graph.version, message=message)
         start_event.run_id, start_event.seq, start_event.ts = run_id, 1, now
-        self.hub.publish(start_event)
         row = {
             "id": run_id, "orchestration_id": graph.id, "version": graph.version, "status": "running",
             "message": message, "frontier": scheduler.encode(frontier), "cost_usd": 0.0, "turns": 0,
@@ -172,6 +174,7 @@ class Engine:
                                               steps=[record])
         if created != run_id:
             return created
+        self.hub.publish(start_event)
         driver = RunDriver(self, graph, row, state=values, frontier=frontier, step_count=1, epoch=1)
         self._launch(driver)
         return run_id
@@ -197,13 +200,22 @@ class Engine:
             self.hub.close(driver.run_id)
 
     async def wait(self, run_id: str) -> RunResult:
-        """The run's result once it is no longer running here (completed, paused, failed...)."""
-        task = self._tasks.get(run_id)
-        if task is not None:
-            await asyncio.shield(task)
-        if run_id in self._results and run_id not in self._tasks:
-            return self._results[run_id]
-        return await self.result(run_id)
+        """The run's result once it stops running (completed, paused, failed, cancelled). A run
+        that another process drives, or that recovery has not relaunched yet, is polled."""
+        delay = 0.05
+        while True:
+            task = self._tasks.get(run_id)
+            if task is not None:
+                await asyncio.shield(task)
+            if run_id in self._results and run_id not in self._tasks:
+                return self._results[run_id]
+            result = await self.result(run_id)
+            if result.status != "running" or run_id in self._tasks:
+                if result.status != "running":
+                    return result
+                continue
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     async def run(self, orchestration_id: str, message: str = "", state: Mapping[str, Any] | None = None,
                   **kw: Any) -> RunResult:
@@ -237,6 +249,9 @@ class Engine:
                            step_count=len(records), epoch=epoch,
                            executed=sum(1 for r in records if r["status"] in ("completed", "failed")))
         driver.records = records
+        # In-flight steps of a crashed process start again; count each execution once.
+        driver.turns = sum(1 for r in records if r["type"] != "input" and r["status"] != "skipped") + len(
+            driver.frontier.gates)
         outputs = [r for r in records if r["output_key"] and r["status"] == "completed"]
         if outputs:
             key = outputs[-1]["output_key"]
@@ -258,6 +273,8 @@ class Engine:
         if gate["deadline"] <= time.time():
             await self.fail_paused(run_id, GateTimeout(f"human gate {gate['step_id']} was not answered in time"))
             raise NotPaused(f"run '{run_id}' failed: its gate {gate['step_id']} timed out")
+        if gate.get("child_run_id"):
+            return await self._resume_child(row, gate, response)
         graph = await self.graph_for_version(row["version"])
         gate_step = graph.steps[gate["step_id"]].spec
         answer = check_answer(gate_step, response)
@@ -266,8 +283,6 @@ class Engine:
                 graph.schema.apply({}, key, answer, step_id=gate_step.id)
             except StateWriteError as exc:
                 raise InvalidAnswer({"response": exc.message}) from None
-        if gate.get("child_run_id"):
-            return await self._resume_child(row, gate, response)
         epoch = await self.store.claim_paused(run_id, self.owner, self.services.settings.lease_seconds)
         if epoch is None:
             raise NotPaused(f"run '{run_id}' is no longer paused")
@@ -312,28 +327,26 @@ class Engine:
         return await self.result(run_id)
 
     async def fail_paused(self, run_id: str, error: Exception) -> None:
+        """A gate's time ran out: fail the run, if it is still paused and past its deadline (on
+        another server the same run may have been answered in time)."""
         row = await self.store.get_run(run_id)
         if row is not None:
-            await self._end_elsewhere(row, "failed", str(error))
+            await self._end_elsewhere(row, "failed", str(error), expect=("paused",), deadline_passed=True)
 
-    async def _end_elsewhere(self, row: dict[str, Any], status: str, message: str) -> bool:
-        """End a run this process is not driving (paused, or owned by a dead process). Bumping
-        the epoch fences off any owner that is still writing."""
-        from sqlalchemy import literal_column
-
+    async def _end_elsewhere(self, row: dict[str, Any], status: str, message: str,
+                             expect: tuple[str, ...] = ("paused", "running"), deadline_passed: bool = False) -> bool:
+        """End a run this process is not driving (paused, or owned by another process). One
+        transaction bumps the epoch (fencing off any owner still writing), sets the status and
+        appends the closing events after the run's last stored one."""
         self._results.pop(row["id"], None)
-        ok = await self.store.set_status(row["id"], status, expect=["paused", "running"], error=message,
-                                         response=message, finished_at=time.time(),
-                                         epoch=literal_column("epoch") + 1,
-                                         last_seq=row["last_seq"] + 2)
-        if ok:
-            events = [OrchestrationError(error=message), Done(status=status)]
-            for i, e in enumerate(events, start=1):
-                e.run_id, e.seq, e.ts = row["id"], row["last_seq"] + i, time.time()
+        events: list[Any] = [OrchestrationError(error=message), Done(status=status)]
+        ended = await self.store.end_run(row["id"], status, message, expect=expect, events=events,
+                                         deadline_passed=deadline_passed)
+        if ended:
+            for e in events:
                 self.hub.publish(e)
-            await self.store.add_events(row["id"], [(e.seq, encode_event(e)) for e in events])
             self.hub.close(row["id"])
-        return ok
+        return ended
 
     def _arm_gate_timer(self, run_id: str, deadline: float) -> None:
         self._disarm_gate_timer(run_id)
@@ -351,8 +364,6 @@ class Engine:
         timer = self._timers.pop(run_id, None)
         if timer is not None:
             timer.cancel()
-
-    _background: set[asyncio.Task[Any]] = set()
 
     async def recover(self, *, all_running: bool | None = None) -> list[str]:
         """Continue runs left `running` by a process that died, from their last checkpoint."""

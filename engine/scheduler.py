@@ -25,6 +25,7 @@ class Token(msgspec.Struct):
     step_id: str
     scopes: tuple[int, ...] = ()
     then: tuple[str, ...] = ()  # queued steps of a multi-step parallel branch
+    skips: tuple[str, ...] = ()  # steps the loop guard skipped on the way here, in a row
 
 
 class Scope(msgspec.Struct):
@@ -34,6 +35,7 @@ class Scope(msgspec.Struct):
     parent: tuple[int, ...]
     parallel: bool
     arrived: int = 0
+    origin: str = ""  # the fan-out step that opened it
 
 
 class Frontier(msgspec.Struct):
@@ -81,7 +83,7 @@ def advance(graph: CompiledGraph, f: Frontier, token: Token, route: str | None, 
     del f.tokens[token.id]
     step = graph.steps[token.step_id]
     new: list[Token] = []
-    if token.then and not skipped:
+    if token.then:
         _move(f, token.scopes, token.then[0], token.then[1:], new)
         return new
     if step.fanout is not None and not skipped:
@@ -92,17 +94,26 @@ def advance(graph: CompiledGraph, f: Frontier, token: Token, route: str | None, 
             else:
                 _end(f, token.scopes, new)
             return new
-        scope = Scope(f.next_id, fo.join, len(fo.branches), token.scopes, fo.parallel)
+        scope = Scope(f.next_id, fo.join, len(fo.branches), token.scopes, fo.parallel, origin=step.spec.id)
         f.next_id += 1
         f.scopes[scope.id] = scope
         for branch in fo.branches:
             new.append(f.new_token(branch[0], token.scopes + (scope.id,), branch[1:]))
         return new
-    nexts = step.next if skipped else targets(step, route)
+    if skipped:
+        # A skip leads to the step's next_step_id. A run of skips that comes back to a step it
+        # already skipped ends the branch (two exhausted steps would hand the token back and forth).
+        chain = token.skips + (step.spec.id,)
+        nexts = tuple(t for t in step.next if t not in chain)
+    else:
+        chain, nexts = (), targets(step, route)
     if not nexts:
         _end(f, token.scopes, new)
     for target in nexts:
         _move(f, token.scopes, target, (), new)
+    for tok in new:
+        if chain and tok.step_id in nexts:
+            tok.skips = chain
     return new
 
 
@@ -122,18 +133,26 @@ def unpark(f: Frontier, step_id: str) -> Token | None:
 
 
 def _move(f: Frontier, scopes: tuple[int, ...], target: str, then: tuple[str, ...], new: list[Token]) -> None:
+    scopes = tuple(s for s in scopes if s in f.scopes)
     for depth in range(len(scopes) - 1, -1, -1):
-        if f.scopes[scopes[depth]].join == target:
-            for inner in reversed(scopes[depth + 1:]):  # leaving inner fan-outs early ends their branch
-                _settle(f, f.scopes[inner], arrived=False, new=new)
-            _settle(f, f.scopes[scopes[depth]], arrived=True, new=new)
+        scope = f.scopes[scopes[depth]]
+        if scope.join == target:
+            if depth == len(scopes) - 1:
+                _settle(f, scope, arrived=True, new=new)
+                return
+            # A branch of an inner fan-out jumps straight to an outer join. The outer branch
+            # that holds the inner fan-out is not done until the inner fan-out is: record the
+            # arrival now, and let the inner scope settle the outer branch (once) when it ends.
+            scope.arrived += 1
+            _settle(f, f.scopes[scopes[-1]], arrived=False, new=new)
             return
     new.append(f.new_token(target, scopes, then))
 
 
 def _end(f: Frontier, scopes: tuple[int, ...], new: list[Token]) -> None:
-    if scopes:
-        _settle(f, f.scopes[scopes[-1]], arrived=False, new=new)
+    live = [s for s in scopes if s in f.scopes]
+    if live:
+        _settle(f, f.scopes[live[-1]], arrived=False, new=new)
 
 
 def _settle(f: Frontier, scope: Scope, *, arrived: bool, new: list[Token]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -27,13 +28,20 @@ class _Finished:
     error: EngineError | None
     turns: int = 0
     cost: float = 0.0
+    ctx: "StepCtx | None" = None
 
 
 class StepCtx:
     """What one step execution sees (the StepContext protocol)."""
 
-    def __init__(self, driver: "RunDriver", step: CompiledStep, state: Mapping[str, Any], iteration: int) -> None:
+    def __init__(self, driver: "RunDriver", step: CompiledStep, state: Mapping[str, Any], iteration: int, *,
+                 key: str | None = None) -> None:
         self.driver = driver
+        # Names this execution within the run (stable across a crash or a gate re-entry):
+        # "step#iteration", and "loop#i/body#j" inside loops.
+        self.key = key or f"{step.spec.id}#{iteration}"
+        self.started = time.time()
+        self.body: list[dict[str, Any]] = []  # records of loop body executions, in order
         self.run_id = driver.run_id
         self.graph = driver.graph
         self.step = step
@@ -43,7 +51,6 @@ class StepCtx:
         self.last_output = driver.last_output
         self.cost = 0.0
         self.turns = 0
-        self.events: list[Event] = []
 
     @property
     def spec(self) -> Any:

@@ -41,7 +41,6 @@ class StepResult:
     cost_usd: float = 0.0
     gate: GateRequest | None = None
     extra_writes: dict[str, Any] = field(default_factory=dict)
-    body_history: list[dict[str, Any]] = field(default_factory=list)  # loop body executions
 
 
 class StepContext(Protocol):

@@ -34,8 +34,7 @@ async def run_loop(ctx: StepContext) -> StepResult:
         if s.loop_over:
             scope[s.item_key] = item
         for sid in s.loop_step_ids:
-            result = await ctx.run_substep(sid, scope, i + 1)
-            total.body_history.extend(result.body_history)  # body steps carry their own turns and cost
+            result = await ctx.run_substep(sid, scope, i + 1)  # recorded with its own turns and cost
             value = None if result.output is NO_OUTPUT else result.output
             outputs[names[sid]][i] = value
             key = ctx.graph.steps[sid].spec.output_key
@@ -51,12 +50,29 @@ async def run_loop(ctx: StepContext) -> StepResult:
             async with limit:
                 await iteration(i, item, dict(ctx.state))
 
-        async with asyncio.TaskGroup() as tg:
-            for i, item in enumerate(items):
-                tg.create_task(bounded(i, item))
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for i, item in enumerate(items):
+                    tg.create_task(bounded(i, item))
+        except BaseExceptionGroup as group:  # report the first real error, not the group
+            first = _first_error(group)
+            if first is None:
+                raise
+            raise first from None
     else:
         scope = dict(ctx.state)
         for i, item in enumerate(items):
             await iteration(i, item, scope)
     total.output = outputs
     return total
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            inner = _first_error(exc)
+            if inner is not None:
+                return inner
+        elif not isinstance(exc, asyncio.CancelledError):
+            return exc
+    return None

@@ -30,14 +30,17 @@ async def run_subflow(ctx: StepContext) -> StepResult:
         raise StepFailed(f"step {spec.id}: sub-orchestrations nest at most {MAX_DEPTH} deep", step_id=spec.id)
     child_orch = agent.orchestration_id or ""
     message = render(spec.prompt_template, ctx.state) if spec.prompt_template else str(ctx.state.get("user_input") or "")
-    child_id = await engine.start(child_orch, message, idempotency_key=f"{ctx.run_id}:{spec.id}:{ctx.iteration}",
+    key = getattr(ctx, "key", f"{spec.id}#{ctx.iteration}")
+    child_id = await engine.start(child_orch, message, idempotency_key=f"{ctx.run_id}:{key}",
                                   parent=(ctx.run_id, spec.id, depth))
     try:
         result = await engine.wait(child_id)
     except asyncio.CancelledError:
         # The parent step timed out or the parent run was cancelled: the child stops with it.
-        with contextlib.suppress(EngineError):
-            await asyncio.shield(engine.cancel(child_id))
+        # When the engine is shutting down, both stay as they are and recover together.
+        if not engine.closing:
+            with contextlib.suppress(EngineError):
+                await asyncio.shield(engine.cancel(child_id))
         raise
     turns = sum(h.turns for h in result.step_history or [])
     if result.status == "paused":

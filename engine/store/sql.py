@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any, Iterable, Sequence
 
 import msgspec
 from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import SQLModel
 
 from engine.store.tables import ApiKeyRow, DefinitionRow, EventRow, IdempotencyRow, RunRow, StepRow
@@ -168,13 +169,33 @@ class SQLStore:
         items, self._local = self._local, []
         if self._queue.empty() and self._conn is not None and self._lock.acquire(blocking=False):
             try:
-                results = self._run_batch(self._conn, [work for work, _ in items])
+                results = self._try_inline([work for work, _ in items])
             finally:
                 self._lock.release()
-            _resolve_all([(fut, result) for (_, fut), result in zip(items, results)])
-            return
+            if results is not None:
+                _resolve_all([(fut, result) for (_, fut), result in zip(items, results)])
+                return
         for work, fut in items:
             self._queue.put((work, loop, fut))
+
+    def _try_inline(self, works: list[Any]) -> list[Any] | None:
+        """Write on the loop thread without ever waiting for SQLite's lock: if another
+        connection holds it, return None and let the writer thread wait instead."""
+        dbapi = self._conn.connection.dbapi_connection
+        dbapi.execute("PRAGMA busy_timeout=0")
+        try:
+            with self._conn.begin():
+                return [self._apply(self._conn, work) for work in works]
+        except (OperationalError, sqlite3.OperationalError) as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return None
+            dbapi.execute("PRAGMA busy_timeout=30000")
+            return self._run_batch(self._conn, works)
+        except Exception:  # noqa: BLE001 - each request gets its own outcome
+            dbapi.execute("PRAGMA busy_timeout=30000")
+            return self._run_batch(self._conn, works)
+        finally:
+            dbapi.execute("PRAGMA busy_timeout=30000")
 
     def _write_loop(self) -> None:
         conn = self._conn = self._engine.connect()
@@ -349,6 +370,32 @@ class SQLStore:
             return bool(res.rowcount == 1)
 
         return await self._submit(work)  # type: ignore[no-any-return]
+
+    async def end_run(self, run_id: str, status: str, message: str, *, expect: Sequence[str], events: list[Any],
+                      deadline_passed: bool = False) -> bool:
+        """Compare-and-set a run to a final status from outside its driver, fencing the driver off
+        and appending `events` (their run_id/seq/ts are set here) after the last stored event."""
+        from engine.events import encode_event
+
+        def work(conn: Any) -> bool:
+            now = time.time()
+            cond = and_(RUNS.c.id == run_id, RUNS.c.status.in_(list(expect)))
+            if deadline_passed:
+                cond = and_(cond, RUNS.c.gate_deadline.is_not(None), RUNS.c.gate_deadline <= now)
+            res = conn.execute(update(RUNS).where(cond).values(
+                status=status, error=message, response=message, finished_at=now, updated_at=now,
+                epoch=RUNS.c.epoch + 1, last_seq=RUNS.c.last_seq + len(events)))
+            if res.rowcount != 1:
+                return False
+            last = int(conn.execute(select(RUNS.c.last_seq).where(RUNS.c.id == run_id)).scalar_one())
+            rows = []
+            for i, e in enumerate(events):
+                e.run_id, e.seq, e.ts = run_id, last - len(events) + 1 + i, now
+                rows.append({"run_id": run_id, "seq": e.seq, "body": encode_event(e)})
+            conn.execute(self._insert_event, rows)
+            return True
+
+        return bool(await self._submit(work))
 
     async def add_events(self, run_id: str, events: Sequence[tuple[int, bytes]]) -> None:
         def work(conn: Any) -> None:
