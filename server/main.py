@@ -8,13 +8,16 @@ they share runs through the database, which must then be PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
+import socket
 from pathlib import Path
 
 import msgspec
 import uvicorn
 from litestar import Litestar
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from engine.bootstrap import LoadReport, load_graphs
 from engine.settings import Settings
@@ -53,7 +56,7 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, work
     stored = len(asyncio.run(_stored_key_hashes(settings)))
     if not (keys or env_keys() or stored or allow_unauthenticated):
         raise NoApiKeyConfigured("no API key is configured: create one with `orch keys create`, pass keys in "
-                                 "ORCH_API_KEYS (comma-separated), or serve with --allow-unauthenticated")
+                                 "ORCH_API_KEYS (comma-separated), or serve with --local (127.0.0.1, no keys)")
     print(banner(settings, _preload(settings), host=host, port=port,
                  authenticated=bool(keys or env_keys() or stored)), flush=True)
     options = dict(host=host, port=port, log_level=log_level, timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
@@ -63,7 +66,22 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, work
         return
     config = ServeConfig(settings=settings, api_keys=keys, allow_unauthenticated=allow_unauthenticated)
     os.environ[CONFIG_ENV] = msgspec.json.encode(config).decode()
-    uvicorn.run("server.main:app_from_env", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+    # With several workers uvicorn opens the listening socket itself, and asyncio then leaves
+    # Nagle's algorithm on for accepted connections (encode/uvicorn#3149): every response on a
+    # kept-alive connection would wait ~40 ms for a delayed ACK. The protocol below turns it off.
+    uvicorn.run("server.main:app_from_env", factory=True, workers=workers, http=NoDelayHTTP,
+                **options)  # type: ignore[arg-type]
+
+
+class NoDelayHTTP(H11Protocol):
+    """uvicorn's HTTP protocol with TCP_NODELAY set on each connection."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)
 
 
 async def _stored_key_hashes(settings: Settings) -> list[str]:
