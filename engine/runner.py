@@ -207,7 +207,7 @@ class RunDriver:
         error = fin.error
         if error is None and self.failure is not None and isinstance(self.failure, CostLimitExceeded):
             error = self.failure
-        writes: dict[str, Any] = {}
+        writes: dict[str, Any] | bytes = {}
         if error is None and fin.result is not None and fin.result.gate is not None:
             await self._park(fin)
             return
@@ -244,13 +244,14 @@ class RunDriver:
     def _routes(step: CompiledStep) -> bool:
         return step.type in ("if_else", "switch")
 
-    def _apply_writes(self, step: CompiledStep, result: StepResult) -> dict[str, Any]:
+    def _apply_writes(self, step: CompiledStep, result: StepResult) -> bytes:
+        """Write the step's outputs to the state; returns them encoded, as its record stores them."""
         writes: dict[str, Any] = {}
         if step.spec.output_key and result.output is not NO_OUTPUT:
             writes[step.spec.output_key] = result.output
         writes.update(result.extra_writes)
         try:
-            _json.encode(writes)
+            encoded = _json.encode(writes)
         except (TypeError, ValueError) as exc:
             raise StepFailed(f"step {step.spec.id}: its output cannot be stored as JSON ({exc})",
                              step_id=step.spec.id) from None
@@ -261,10 +262,10 @@ class RunDriver:
         if step.spec.output_key and result.output is not NO_OUTPUT:
             self.last_output = trial[step.spec.output_key]
             self.response = self.last_output
-        return writes
+        return encoded
 
     async def _commit_step(self, token: Token, step: CompiledStep, status: str, iteration: int, started: float,
-                           ended: float, writes: dict[str, Any], *, error: EngineError | None = None, turns: int = 0,
+                           ended: float, writes: dict[str, Any] | bytes, *, error: EngineError | None = None, turns: int = 0,
                            cost: float = 0.0, body: list[dict[str, Any]] | None = None, route: str | None = None,
                            output: Any = NO_OUTPUT, skipped: bool = False, retire: bool = True) -> None:
         spec = step.spec
@@ -295,7 +296,7 @@ class RunDriver:
             await self._start(tok)
 
     def _record(self, step: CompiledStep, status: str, iteration: int, turns: int, cost: float, started: float,
-                ended: float, writes: dict[str, Any], error: EngineError | None) -> dict[str, Any]:
+                ended: float, writes: dict[str, Any] | bytes, error: EngineError | None) -> dict[str, Any]:
         return {
             "run_id": self.run_id, "idx": 0, "step_id": step.spec.id, "step_name": step.spec.label,
             "type": step.type, "status": status, "iteration": iteration, "turns": turns, "cost_usd": cost,

@@ -170,12 +170,13 @@ class Engine:
         record = {"run_id": run_id, "idx": 1, "step_id": "", "step_name": "", "type": "input", "status": "input",
                   "iteration": 0, "turns": 0, "cost_usd": 0.0, "started_at": now, "ended_at": now,
                   "output_key": None, "error": None, "writes": _json.encode(values)}
+        # The run is durable before it does anything: a client that saw its id can always find it.
         created = await self.store.create_run(row, [(1, encode_event(start_event))], idempotency_key,
                                               steps=[record])
         if created != run_id:
             return created
-        self.hub.publish(start_event)
         driver = RunDriver(self, graph, row, state=values, frontier=frontier, step_count=1, epoch=1)
+        self.hub.publish(start_event)
         self._launch(driver)
         return run_id
 

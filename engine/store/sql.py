@@ -11,6 +11,7 @@ Reads run on a connection pool in worker threads.
 from __future__ import annotations
 
 import asyncio
+import operator
 import queue
 import sqlite3
 import threading
@@ -62,15 +63,18 @@ class _Prepared:
     """A Core statement compiled once for the writer's dialect and run straight on the DBAPI
     cursor: the checkpoint path skips per-call statement compilation and result wrapping."""
 
-    __slots__ = ("sql", "names")
+    __slots__ = ("sql", "names", "_pick")
 
     def __init__(self, stmt: Any, dialect: Any) -> None:
         compiled = stmt.compile(dialect=dialect)
         self.sql: str = compiled.string
         self.names: tuple[str, ...] | None = tuple(compiled.positiontup) if compiled.positiontup else None
+        self._pick = operator.itemgetter(*self.names) if self.names and len(self.names) > 1 else None
 
     def params(self, values: dict[str, Any]) -> Any:
-        return values if self.names is None else tuple(values[n] for n in self.names)
+        if self._pick is not None:
+            return self._pick(values)
+        return values if self.names is None else (values[self.names[0]],)
 
 
 def _update_run_stmt(cols: tuple[str, ...]) -> Any:
@@ -181,24 +185,21 @@ class SQLStore:
     def _try_inline(self, works: list[Any]) -> list[Any] | None:
         """Write on the loop thread without ever waiting for SQLite's lock: if another
         connection holds it, return None and let the writer thread wait instead."""
-        dbapi = self._conn.connection.dbapi_connection
-        dbapi.execute("PRAGMA busy_timeout=0")
+        # The writer connection's busy_timeout is 0 except while the writer thread holds it.
         try:
             with self._conn.begin():
                 return [self._apply(self._conn, work) for work in works]
         except (OperationalError, sqlite3.OperationalError) as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 return None
-            dbapi.execute("PRAGMA busy_timeout=30000")
             return self._run_batch(self._conn, works)
         except Exception:  # noqa: BLE001 - each request gets its own outcome
-            dbapi.execute("PRAGMA busy_timeout=30000")
             return self._run_batch(self._conn, works)
-        finally:
-            dbapi.execute("PRAGMA busy_timeout=30000")
 
     def _write_loop(self) -> None:
         conn = self._conn = self._engine.connect()
+        if self._inline_ok:
+            _raw(conn).execute("PRAGMA busy_timeout=0")
         self._connected.set()
         try:
             while True:
@@ -212,7 +213,13 @@ class SQLStore:
                 work = [b for b in batch if b[0] is not None]
                 if work:
                     with self._lock:
-                        self._write_batch(conn, work)
+                        if self._inline_ok:  # this thread may wait for SQLite's lock; the loop never does
+                            _raw(conn).execute("PRAGMA busy_timeout=30000")
+                        try:
+                            self._write_batch(conn, work)
+                        finally:
+                            if self._inline_ok:
+                                _raw(conn).execute("PRAGMA busy_timeout=0")
                 if stop:
                     for _, loop, fut in stop:
                         loop.call_soon_threadsafe(_resolve, fut, None, None)
@@ -293,17 +300,9 @@ class SQLStore:
                 if found:
                     return str(found[0])
                 conn.execute(IDEM.insert(), {"key": idempotency_key, "run_id": row["id"], "created_at": time.time()})
-            row_values = {**RUN_DEFAULTS, **row}
-            cols = tuple(sorted(row))
-            ins = self._insert_run_sql.get(cols)
-            if ins is None:
-                ins = self._insert_run_sql[cols] = _Prepared(
-                    RUNS.insert().values({c: bindparam(c) for c in cols}), self._engine.dialect)
             cur = conn.connection.dbapi_connection.cursor()
             try:
-                cur.execute(ins.sql, ins.params(row_values))
-                if steps:
-                    cur.executemany(self._step_sql.sql, [self._step_sql.params(s) for s in steps])
+                self._insert_run(cur, row, list(steps))
                 if events:
                     ev = self._event_sql
                     cur.executemany(ev.sql, [ev.params({"run_id": row["id"], "seq": s, "body": b}) for s, b in events])
@@ -312,6 +311,16 @@ class SQLStore:
             return str(row["id"])
 
         return str(await self._submit(work))
+
+    def _insert_run(self, cur: Any, row: dict[str, Any], steps: list[dict[str, Any]]) -> None:
+        cols = tuple(sorted(row))
+        ins = self._insert_run_sql.get(cols)
+        if ins is None:
+            ins = self._insert_run_sql[cols] = _Prepared(
+                RUNS.insert().values({c: bindparam(c) for c in cols}), self._engine.dialect)
+        cur.execute(ins.sql, ins.params({**RUN_DEFAULTS, **row}))
+        if steps:
+            cur.executemany(self._step_sql.sql, [self._step_sql.params(s) for s in steps])
 
     async def claim_paused(self, run_id: str, owner: str, lease_seconds: float) -> int | None:
         """Compare-and-set paused → running; the new epoch, or None when the run was not paused."""
@@ -465,6 +474,11 @@ class SQLStore:
 
         path = self.url.split("///", 1)[1]
         return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
+
+
+def _raw(conn: Any) -> Any:
+    """The DBAPI connection under a SQLAlchemy connection."""
+    return conn.connection.dbapi_connection
 
 
 def _resolve_all(items: list[tuple[asyncio.Future[Any], Any]]) -> None:
