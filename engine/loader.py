@@ -26,6 +26,7 @@ from engine.spec import (
 )
 
 GRAPH_SUFFIXES = (".yaml", ".yml", ".json")
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML was built with it
 ENUM_VALUES: dict[str, tuple[str, ...]] = {
     "merge_strategy": get_args(MergeStrategy), "reducer": get_args(Reducer), "on_error": get_args(OnError),
     "type": get_args(HumanFieldType),
@@ -102,7 +103,11 @@ def parse_text(text: str, file: str) -> tuple[Any, Problem | None]:
             return None, Problem("json-syntax", _json_error(str(exc), text), file=file,
                                  hint="fix the JSON at that position")
     try:
-        return yaml.safe_load(text), None
+        return yaml.load(text, Loader=_YAML_LOADER), None  # noqa: S506 - a safe loader
+    except yaml.YAMLError:
+        pass
+    try:  # parse again with the pure-Python loader: its messages say more about what was expected
+        return yaml.load(text, Loader=yaml.SafeLoader), None  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
