@@ -52,7 +52,8 @@ def create_app(settings: Settings, *, api_keys: list[str] | None = None, allow_u
         route_handlers=[orchestrations.router, execution.router, runs.router, agents.router],
     )
     return Litestar(
-        route_handlers=[api, Router(path=API_PREFIX, route_handlers=[health])],
+        # /health at the root too, where load balancers and probes look for it.
+        route_handlers=[api, Router(path=API_PREFIX, route_handlers=[health]), Router(path="/", route_handlers=[health])],
         lifespan=[lifespan],
         dependencies={"ctx": Provide(server_context, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]

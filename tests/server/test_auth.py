@@ -37,6 +37,7 @@ def test_requests_without_a_valid_key_get_401(live: LiveServer, headers: dict[st
 
 def test_health_and_the_openapi_document_are_open(live: LiveServer) -> None:
     assert httpx.get(live.url + "/api/v1/health").status_code == 200
+    assert httpx.get(live.url + "/health").json()["status"] == "ok"
     document = httpx.get(live.url + "/schema/openapi.json")
     assert document.status_code == 200 and document.json()["info"]["title"] == "Orchestration API"
     assert httpx.get(live.url + "/schema").status_code == 200
