@@ -11,7 +11,6 @@ Reads run on a connection pool in worker threads.
 from __future__ import annotations
 
 import asyncio
-import operator
 import queue
 import sqlite3
 import threading
@@ -24,6 +23,7 @@ from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, sele
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import SQLModel
 
+from engine.store.prepared import Prepared, raw_connection, resolve, resolve_all
 from engine.store.tables import ApiKeyRow, DefinitionRow, EventRow, IdempotencyRow, RunRow, StepRow
 
 RUNS, STEPS, EVENTS = RunRow.__table__, StepRow.__table__, EventRow.__table__  # type: ignore[attr-defined]
@@ -59,24 +59,6 @@ class Fenced(Exception):
     """The run's epoch moved on: another owner claimed it."""
 
 
-class _Prepared:
-    """A Core statement compiled once for the writer's dialect and run straight on the DBAPI
-    cursor: the checkpoint path skips per-call statement compilation and result wrapping."""
-
-    __slots__ = ("sql", "names", "_pick")
-
-    def __init__(self, stmt: Any, dialect: Any) -> None:
-        compiled = stmt.compile(dialect=dialect)
-        self.sql: str = compiled.string
-        self.names: tuple[str, ...] | None = tuple(compiled.positiontup) if compiled.positiontup else None
-        self._pick = operator.itemgetter(*self.names) if self.names and len(self.names) > 1 else None
-
-    def params(self, values: dict[str, Any]) -> Any:
-        if self._pick is not None:
-            return self._pick(values)
-        return values if self.names is None else (values[self.names[0]],)
-
-
 def _update_run_stmt(cols: tuple[str, ...]) -> Any:
     return (
         update(RUNS)
@@ -101,11 +83,11 @@ class SQLStore:
         self._insert_step = STEPS.insert()
         self._insert_event = EVENTS.insert()
         dialect = self._engine.dialect
-        self._step_sql = _Prepared(STEPS.insert().values({c: bindparam(c) for c in STEP_COLUMNS}), dialect)
-        self._event_sql = _Prepared(EVENTS.insert().values(run_id=bindparam("run_id"), seq=bindparam("seq"),
+        self._step_sql = Prepared(STEPS.insert().values({c: bindparam(c) for c in STEP_COLUMNS}), dialect)
+        self._event_sql = Prepared(EVENTS.insert().values(run_id=bindparam("run_id"), seq=bindparam("seq"),
                                                            body=bindparam("body")), dialect)
-        self._update_sql: dict[tuple[str, ...], _Prepared] = {}
-        self._insert_run_sql: dict[tuple[str, ...], _Prepared] = {}
+        self._update_sql: dict[tuple[str, ...], Prepared] = {}
+        self._insert_run_sql: dict[tuple[str, ...], Prepared] = {}
 
     def _make_engine(self) -> Engine:
         if self.is_sqlite:
@@ -177,7 +159,7 @@ class SQLStore:
             finally:
                 self._lock.release()
             if results is not None:
-                _resolve_all([(fut, result) for (_, fut), result in zip(items, results)])
+                resolve_all([(fut, result) for (_, fut), result in zip(items, results)])
                 return
         for work, fut in items:
             self._queue.put((work, loop, fut))
@@ -199,7 +181,7 @@ class SQLStore:
     def _write_loop(self) -> None:
         conn = self._conn = self._engine.connect()
         if self._inline_ok:
-            _raw(conn).execute("PRAGMA busy_timeout=0")
+            raw_connection(conn).execute("PRAGMA busy_timeout=0")
         self._connected.set()
         try:
             while True:
@@ -214,15 +196,15 @@ class SQLStore:
                 if work:
                     with self._lock:
                         if self._inline_ok:  # this thread may wait for SQLite's lock; the loop never does
-                            _raw(conn).execute("PRAGMA busy_timeout=30000")
+                            raw_connection(conn).execute("PRAGMA busy_timeout=30000")
                         try:
                             self._write_batch(conn, work)
                         finally:
                             if self._inline_ok:
-                                _raw(conn).execute("PRAGMA busy_timeout=0")
+                                raw_connection(conn).execute("PRAGMA busy_timeout=0")
                 if stop:
                     for _, loop, fut in stop:
-                        loop.call_soon_threadsafe(_resolve, fut, None, None)
+                        loop.call_soon_threadsafe(resolve, fut, None, None)
                     return
         finally:
             conn.close()
@@ -250,14 +232,14 @@ class SQLStore:
         for (_, loop, fut), result in zip(batch, results):
             by_loop.setdefault(loop, []).append((fut, result))
         for loop, items in by_loop.items():
-            loop.call_soon_threadsafe(_resolve_all, items)
+            loop.call_soon_threadsafe(resolve_all, items)
 
     def _apply(self, conn: Any, work: Any) -> Any:
         if isinstance(work, Checkpoint):
             cols = tuple(sorted(work.run))
             upd = self._update_sql.get(cols)
             if upd is None:
-                upd = self._update_sql[cols] = _Prepared(_update_run_stmt(cols), self._engine.dialect)
+                upd = self._update_sql[cols] = Prepared(_update_run_stmt(cols), self._engine.dialect)
             cur = conn.connection.dbapi_connection.cursor()
             try:
                 cur.execute(upd.sql, upd.params({"_id": work.run_id, "_epoch": work.epoch, **work.run}))
@@ -316,7 +298,7 @@ class SQLStore:
         cols = tuple(sorted(row))
         ins = self._insert_run_sql.get(cols)
         if ins is None:
-            ins = self._insert_run_sql[cols] = _Prepared(
+            ins = self._insert_run_sql[cols] = Prepared(
                 RUNS.insert().values({c: bindparam(c) for c in cols}), self._engine.dialect)
         cur.execute(ins.sql, ins.params({**RUN_DEFAULTS, **row}))
         if steps:
@@ -474,28 +456,6 @@ class SQLStore:
 
         path = self.url.split("///", 1)[1]
         return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
-
-
-def _raw(conn: Any) -> Any:
-    """The DBAPI connection under a SQLAlchemy connection."""
-    return conn.connection.dbapi_connection
-
-
-def _resolve_all(items: list[tuple[asyncio.Future[Any], Any]]) -> None:
-    for fut, result in items:
-        if isinstance(result, BaseException):
-            _resolve(fut, None, result)
-        else:
-            _resolve(fut, result, None)
-
-
-def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if fut.done():
-        return
-    if exc is not None:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(result)
 
 
 def decode_json(data: bytes | str | None) -> Any:
