@@ -47,6 +47,8 @@ class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
         where = self.file or "<definition>"
         if self.path:
             where += f": {self.path}"
+            if self.step_id and ".steps[" in self.path:
+                where += f" (step {self.step_id})"
         elif self.step_id:
             where += f": step {self.step_id}"
         elif self.orchestration_id:

@@ -26,6 +26,7 @@ from engine.spec import (
 )
 
 GRAPH_SUFFIXES = (".yaml", ".yml", ".json")
+_SKIPPED_DIRS = frozenset({"node_modules", "site-packages", "__pycache__", "venv"})
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML was built with it
 ENUM_VALUES: dict[str, tuple[str, ...]] = {
     "merge_strategy": get_args(MergeStrategy), "reducer": get_args(Reducer), "on_error": get_args(OnError),
@@ -75,7 +76,12 @@ def graph_files(paths: Iterable[str | Path]) -> list[Path]:
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found.extend(sorted(f for f in p.rglob("*") if f.suffix in GRAPH_SUFFIXES and f.is_file()))
+            found.extend(sorted(
+                f for f in p.rglob("*")
+                if f.suffix in GRAPH_SUFFIXES and f.is_file()
+                # hidden folders (.venv, .git) and installed packages never hold graphs
+                and not any(part.startswith(".") or part in _SKIPPED_DIRS for part in f.relative_to(p).parts[:-1])
+            ))
         else:
             found.append(p)
     return found
@@ -251,11 +257,12 @@ def _decode_step(raw: Any, file: str, path: str, problems: list[Problem], orch_i
         return None
     step_id = raw.get("id") if isinstance(raw.get("id"), str) else None
     stype = raw.get("type")
-    if stype not in STEP_CLASSES:
+    if not isinstance(stype, str) or stype not in STEP_CLASSES:
         close = difflib.get_close_matches(str(stype), STEP_TYPES, n=1)
         problems.append(Problem(
             "unknown-step-type" if stype is not None else "missing-field",
-            f"unknown step type '{stype}'" if stype is not None else "missing required field 'type'",
+            f"unknown step type {stype!r}" if isinstance(stype, str) else (
+                "missing required field 'type'" if stype is None else f"expected a step type name, got {_kind(stype)}"),
             file=file, step_id=step_id, path=f"{path}.type" if stype is not None else path, orchestration_id=orch_id,
             hint=f"did you mean '{close[0]}'?" if close and stype is not None else "one of: " + ", ".join(STEP_TYPES),
         ))
@@ -325,6 +332,8 @@ def _validation_problem(exc: msgspec.ValidationError, file: str, base: str, **kw
             kw.setdefault("hint", "one of: " + ", ".join(ENUM_VALUES[field_name]))
         elif " - at key in " in str(exc) or "at key in" in msg:
             kw.setdefault("hint", "keys must be text; quote keys such as 1, 2.5 or yes in YAML")
+        elif msg.startswith("expected str") and msg.endswith("got object"):
+            kw.setdefault("hint", "YAML reads text that starts with { as a mapping; quote it: \"{state.key} ...\"")
         elif msg.startswith("expected str") and msg.endswith("got bool"):
             kw.setdefault("hint", "YAML reads unquoted yes/no/on/off/true/false as booleans; quote the value")
     return Problem(code, msg, file=file, path=path, **kw)

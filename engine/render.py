@@ -13,8 +13,17 @@ _SHAPES = {
 }
 
 
-def _mid(step_id: str) -> str:
-    return "s_" + re.sub(r"[^A-Za-z0-9_]", "_", step_id)
+def _ids(graph: CompiledGraph) -> dict[str, str]:
+    """Mermaid node ids: readable, and distinct even when step ids differ only in punctuation."""
+    ids: dict[str, str] = {}
+    for sid in graph.steps:
+        base = "s_" + re.sub(r"[^A-Za-z0-9_]", "_", sid)
+        mid, n = base, 1
+        while mid in ids.values():
+            n += 1
+            mid = f"{base}_{n}"
+        ids[sid] = mid
+    return ids
 
 
 def _label(text: str) -> str:
@@ -22,6 +31,8 @@ def _label(text: str) -> str:
 
 
 def mermaid(graph: CompiledGraph) -> str:
+    ids = _ids(graph)
+    _mid = ids.__getitem__
     lines = ["flowchart TD"]
     for sid, cs in graph.steps.items():
         left, right = _SHAPES.get(cs.type, ("[", "]"))

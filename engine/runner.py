@@ -138,6 +138,9 @@ class RunDriver:
             if not self.cancel_requested:
                 await self._abandon()
                 raise
+            if self.status != "running":  # it completed, paused or failed first: that stands
+                await self._abandon()
+                return self.status
             await self.cancel()
             return self.status
         except Exception as exc:  # noqa: BLE001 - an engine bug must fail the run, not strand it

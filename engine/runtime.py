@@ -7,7 +7,10 @@ by a `RunDriver` task owned by this process, and the store decides who owns what
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import secrets
+import socket
 import time
 import uuid
 from typing import Any, Mapping
@@ -29,7 +32,7 @@ from engine.spec import Agent
 from engine.steps import default_executors
 from engine.steps.base import Executor
 from engine.steps.human import check_answer
-from engine.store.sql import SQLStore
+from engine.store.sql import Fenced, SQLStore
 
 _json = msgspec.json.Encoder()
 
@@ -41,7 +44,8 @@ class Engine:
         self.services = services
         services.engine = self
         self.executors: dict[str, Executor] = {**default_executors(), **(executors or {})}
-        self.owner = owner or f"{uuid.uuid4().hex[:12]}"
+        # host:pid:nonce — a process on the same host can tell whether an owner is still alive.
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.hub = EventHub()
         self.graphs: dict[str, CompiledGraph] = {}
         self._versions: dict[str, CompiledGraph] = {}
@@ -104,7 +108,7 @@ class Engine:
 
     async def open(self) -> None:
         await self.store.open()
-        if not self.store.is_sqlite and self._heartbeat is None:
+        if self._heartbeat is None:
             self._heartbeat = asyncio.create_task(self._renew_leases())
 
     async def close(self) -> None:
@@ -117,6 +121,9 @@ class Engine:
         for task in [*self._tasks.values(), *self._background]:
             task.cancel()
         await asyncio.gather(*self._tasks.values(), *self._background, return_exceptions=True)
+        # A graceful stop hands its unfinished runs over at once instead of after the lease.
+        with contextlib.suppress(Exception):  # best effort: the lease runs out anyway
+            await self.store.release_leases(self.owner)
         await self.services.aclose()
         await self.store.close()
 
@@ -125,7 +132,7 @@ class Engine:
         while True:
             await asyncio.sleep(lease / 3)
             await self.store.renew_leases(self.owner, list(self._drivers), lease)
-            await self.recover(all_running=False)
+            await self.recover()
 
     # -- runs --------------------------------------------------------------------------------
 
@@ -288,27 +295,40 @@ class Engine:
         if epoch is None:
             raise NotPaused(f"run '{run_id}' is no longer paused")
         self._disarm_gate_timer(run_id)
-        row = await self.store.get_run(run_id)
-        assert row is not None
-        driver = await self._load_driver(row, epoch)
-        await driver.answer_gate(gate["step_id"], answer)
-        self._launch(driver)
+        await self._continue_claimed(run_id, epoch, lambda driver: driver.answer_gate(gate["step_id"], answer))
         return run_id
+
+    async def _continue_claimed(self, run_id: str, epoch: int, first: Any) -> None:
+        """Load a run this process just claimed, apply `first` to its driver, and drive it. A
+        cancel that lands in between wins (NotPaused); anything else fails the run rather than
+        leaving it claimed and idle."""
+        try:
+            row = await self.store.get_run(run_id)
+            assert row is not None
+            driver = await self._load_driver(row, epoch)
+            await first(driver)
+        except Fenced:
+            raise NotPaused(f"run '{run_id}' was ended while it was being resumed") from None
+        except Exception as exc:
+            await self.store.end_run(run_id, "failed", f"internal error: {type(exc).__name__}: {exc}",
+                                     expect=("running",), events=[OrchestrationError(error=str(exc)),
+                                                                  Done(status="failed")])
+            raise
+        self._launch(driver)
 
     async def _resume_child(self, row: dict[str, Any], gate: dict[str, Any], response: Any) -> str:
         """The parent waits at a gate inside its child: answer the child, then re-enter the
         parent's sub-orchestration step, which picks up the child where it now stands."""
         child_id = gate["child_run_id"]
-        await self.resume(child_id, response)
+        try:
+            await self.resume(child_id, response)
+        except NotPaused:
+            pass  # answered already (directly, or by a racing resume): the parent still catches up
         epoch = await self.store.claim_paused(row["id"], self.owner, self.services.settings.lease_seconds)
         if epoch is None:
             raise NotPaused(f"run '{row['id']}' is no longer paused")
         self._disarm_gate_timer(row["id"])
-        fresh = await self.store.get_run(row["id"])
-        assert fresh is not None
-        driver = await self._load_driver(fresh, epoch)
-        await driver.rerun_gate(gate["step_id"])
-        self._launch(driver)
+        await self._continue_claimed(row["id"], epoch, lambda driver: driver.rerun_gate(gate["step_id"]))
         return str(row["id"])
 
     async def cancel(self, run_id: str) -> RunResult:
@@ -325,6 +345,10 @@ class Engine:
         if not await self._end_elsewhere(row, "cancelled", "Run cancelled"):
             raise NotPaused(f"run '{run_id}' is {row['status']}; only running or paused runs can be cancelled")
         self._disarm_gate_timer(run_id)
+        for gate in (msgspec.json.decode(row["gate"]) if row["gate"] else {}).values():
+            if gate.get("child_run_id"):  # a gate inside a sub-orchestration: the child goes too
+                with contextlib.suppress(NotPaused, RunNotFound):
+                    await self.cancel(gate["child_run_id"])
         return await self.result(run_id)
 
     async def fail_paused(self, run_id: str, error: Exception) -> None:
@@ -366,25 +390,44 @@ class Engine:
         if timer is not None:
             timer.cancel()
 
-    async def recover(self, *, all_running: bool | None = None) -> list[str]:
-        """Continue runs left `running` by a process that died, from their last checkpoint."""
-        if all_running is None:
-            all_running = self.store.is_sqlite
-        claimed = await self.store.claim_orphans(self.owner, self.services.settings.lease_seconds,
-                                                 all_running=all_running)
+    async def recover(self) -> list[str]:
+        """Continue runs left `running` by a process that died, from their last checkpoint: runs
+        whose owner was a process of this host that no longer exists (found at once), and runs
+        whose owner stopped renewing its lease (found by the heartbeat's sweep)."""
+        claimed = await self.store.claim_orphans(self.owner, self.services.settings.lease_seconds, owner_is_dead)
         resumed = []
         for run_id, epoch in claimed:
             if run_id in self._drivers:
                 continue
-            row = await self.store.get_run(run_id)
-            assert row is not None
-            driver = await self._load_driver(row, epoch)
-            self._launch(driver)
+            try:
+                await self._continue_claimed(run_id, epoch, _nothing)
+            except Exception:  # noqa: BLE001 - that run is marked failed; the others still recover
+                continue
             resumed.append(run_id)
         for row in await self.store.runs_with_status("paused"):
             if row["gate_deadline"] is not None and row["id"] not in self._timers:
                 self._arm_gate_timer(row["id"], row["gate_deadline"])
         return resumed
+
+
+def owner_is_dead(owner: str | None) -> bool:
+    """Whether `owner` (host:pid:nonce) was a process of this host that has exited."""
+    if not owner or owner.count(":") < 2:
+        return owner is None
+    host, pid, _ = owner.rsplit(":", 2)
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+async def _nothing(driver: RunDriver) -> None:
+    return None
 
 
 def replay_state(graph: CompiledGraph, records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -396,5 +439,8 @@ def replay_state(graph: CompiledGraph, records: list[dict[str, Any]]) -> dict[st
             state.update(writes)
             continue
         for key, value in writes.items():
-            graph.schema.apply(state, key, value)
+            try:
+                graph.schema.apply(state, key, value)
+            except StateWriteError:  # checked when written; replay never refuses what was stored
+                state[key] = value
     return state

@@ -40,6 +40,7 @@ class Services:
     async def aclose(self) -> None:
         for p in self.providers.values():
             await p.aclose()
+        self.tools.close()
 
 
 def build_services(settings: Settings, *, providers: Mapping[str, Provider] | None = None,

@@ -19,6 +19,7 @@ from engine.state import ANY, BUILTIN_KEYS, STR, StateSchema, TypeSpec, fits
 
 _BOOL, _LIST, _DICT = TypeSpec("bool"), TypeSpec("list", ANY), TypeSpec("dict", ANY)
 _NOT_IN_LOOP = frozenset({"human", "parallel", "loop", "end"})
+RESERVED_IDS = frozenset({"runs", "validate"})  # path segments of /api/v1/orchestrations/...
 
 
 def output_type(s: StepBase) -> TypeSpec:
@@ -61,6 +62,9 @@ class Validator:
     def run(self) -> None:
         from engine.compile import step_reads
 
+        if self.orch.id in RESERVED_IDS:
+            self.add("reserved-id", f"orchestration id '{self.orch.id}' is reserved by the HTTP API", None,
+                     "choose another id; /orchestrations/" + self.orch.id + " is an API route")
         for sid, s in self.steps.items():
             self.reads[sid] = step_reads(s, self.expressions.get(sid))
             self.check_fields(s)

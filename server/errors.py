@@ -77,6 +77,10 @@ def _bad_body(request: Request[Any, Any, Any], exc: msgspec.MsgspecError) -> Res
     return error_response(400, f"invalid request body: {exc}")
 
 
+def _too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[ErrorBody]:
+    return error_response(400, "invalid request body: it nests too deeply")
+
+
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal server error")
@@ -91,6 +95,7 @@ EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     StateWriteError: _unprocessable,
     DefinitionError: _unprocessable,
     msgspec.MsgspecError: _bad_body,
+    RecursionError: _too_deep,
     Exception: _internal,
 }
 

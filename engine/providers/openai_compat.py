@@ -9,7 +9,8 @@ import httpx
 import msgspec
 
 from engine.providers.base import Completion, CompletionRequest, Message, ToolCall, ToolSpec, Usage
-from engine.providers.retry import malformed_error, post_json
+from engine.errors import ProviderError
+from engine.providers.retry import malformed_error, post_json, vendor_message
 
 
 class _Function(msgspec.Struct):
@@ -160,6 +161,10 @@ class OpenAICompatProvider:
         try:
             response = _response_decoder.decode(raw)
         except msgspec.DecodeError as exc:
+            vendor = vendor_message(raw)  # some gateways answer 200 with {"error": {...}}
+            if vendor is not None:
+                raise ProviderError(vendor, provider=self.name, model=request.model, status=200,
+                                    retryable=False) from exc
             raise malformed_error(str(exc), provider=self.name, model=request.model) from exc
         if not response.choices:
             raise malformed_error("no choices", provider=self.name, model=request.model)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
+import math
 import re
 from typing import Any
 
@@ -57,6 +59,12 @@ def check_answer(step: StepBase, response: Any) -> Any:
     if not fields:
         return response
     errors: dict[str, str] = {}
+    names = [f.field_name for f in fields]
+    for key in response:
+        if key not in names:  # most likely a typo: a silently dropped decision is worse than a 422
+            close = difflib.get_close_matches(str(key), names, n=1)
+            errors[str(key)] = "is not a field of this gate" + (f"; did you mean '{close[0]}'?" if close else
+                                                                 f" (fields: {', '.join(names)})")
     out = dict(response)
     for f in fields:
         name = f.field_name
@@ -90,8 +98,15 @@ def _convert(f: HumanField, value: Any) -> Any:
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"'{value}' is not a number") from None
-        return int(number) if number.is_integer() and not (isinstance(value, str) and "." in value) else number
+            raise ValueError(f"'{str(value)[:40]}' is not a number") from None
+        except OverflowError:
+            raise ValueError(f"'{str(value)[:40]}…' is too large a number") from None
+        if not math.isfinite(number):
+            raise ValueError(f"'{str(value)[:40]}' is not a finite number")
+        if isinstance(value, int) or (isinstance(value, str) and number.is_integer() and "." not in value
+                                      and "e" not in value.lower()):
+            return int(value) if isinstance(value, int) else int(number)
+        return number
     if f.type == "boolean":
         if isinstance(value, bool):
             return value

@@ -132,6 +132,8 @@ async def call_model(ctx: StepContext, provider: Provider, request: CompletionRe
     """One LLM call, checked against the run's budget before and charged to it after."""
     ctx.check_budget()
     completion = await provider.complete(request)
+    if hasattr(ctx, "turns"):  # the step's turns are its LLM calls, also when it fails later
+        ctx.turns += 1
     prices = ctx.services.prices
     if provider.name == "offline":
         priced_as = "offline"  # whatever model a step names, the offline model answered it

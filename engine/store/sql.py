@@ -11,12 +11,13 @@ Reads run on a connection pool in worker threads.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import queue
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import msgspec
 from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, select, text, update
@@ -79,6 +80,7 @@ class SQLStore:
         self._connected = threading.Event()
         self._lock = threading.Lock()  # held by whoever writes on the writer connection
         self._inline_ok = self.is_sqlite
+        self._readers: concurrent.futures.ThreadPoolExecutor | None = None
         self._local: list[tuple[Any, asyncio.Future[Any]]] = []  # submitted on the loop, not yet written
         self._insert_step = STEPS.insert()
         self._insert_event = EVENTS.insert()
@@ -128,6 +130,9 @@ class SQLStore:
             self._writer = None
             self._conn = None
             self._connected.clear()
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+            self._readers = None
         self._engine.dispose()
 
     def drop_all(self) -> None:
@@ -319,18 +324,19 @@ class SQLStore:
 
         return await self._submit(work)  # type: ignore[no-any-return]
 
-    async def claim_orphans(self, owner: str, lease_seconds: float, *, all_running: bool) -> list[tuple[str, int]]:
-        """Take over runs left `running` whose lease expired (or all of them, for an embedded store
-        that only one process uses). PostgreSQL skips rows another claimer holds."""
+    async def claim_orphans(self, owner: str, lease_seconds: float,
+                            owner_is_dead: Callable[[str | None], bool] = lambda o: False) -> list[tuple[str, int]]:
+        """Take over runs left `running` whose lease expired, or whose owner is known to be dead
+        (a process of this host that no longer exists). PostgreSQL skips rows another claimer
+        holds."""
 
         def work(conn: Any) -> list[tuple[str, int]]:
             now = time.time()
-            q = select(RUNS.c.id).where(RUNS.c.status == "running")
-            if not all_running:
-                q = q.where((RUNS.c.lease_until.is_(None)) | (RUNS.c.lease_until < now))
+            q = select(RUNS.c.id, RUNS.c.owner, RUNS.c.lease_until).where(RUNS.c.status == "running")
             if not self.is_sqlite:
                 q = q.with_for_update(skip_locked=True)
-            ids = [r[0] for r in conn.execute(q)]
+            ids = [r[0] for r in conn.execute(q)
+                   if r[2] is None or r[2] < now or (r[1] != owner and owner_is_dead(r[1]))]
             claimed = []
             for rid in ids:
                 conn.execute(update(RUNS).where(RUNS.c.id == rid).values(
@@ -340,6 +346,13 @@ class SQLStore:
             return claimed
 
         return await self._submit(work)  # type: ignore[no-any-return]
+
+    async def release_leases(self, owner: str) -> None:
+        def work(conn: Any) -> None:
+            conn.execute(update(RUNS).where(and_(RUNS.c.owner == owner, RUNS.c.status == "running"))
+                         .values(lease_until=None))
+
+        await self._submit(work)
 
     async def renew_leases(self, owner: str, run_ids: Iterable[str], lease_seconds: float) -> None:
         ids = list(run_ids)
@@ -404,12 +417,18 @@ class SQLStore:
 
     # -- reads -------------------------------------------------------------------------------
 
+    async def _in_reader(self, fn: Any, *args: Any) -> Any:
+        """Reads run on the store's own threads, never queued behind tools or other work."""
+        if self._readers is None:
+            self._readers = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="orch-store-read")
+        return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
+
     def _read(self, stmt: Any) -> list[Any]:
         with self._engine.connect() as conn:
             return list(conn.execute(stmt).mappings())
 
     async def get_run(self, run_id: str) -> dict[str, Any] | None:
-        rows = await asyncio.to_thread(self._read, select(RUNS).where(RUNS.c.id == run_id))
+        rows = await self._in_reader(self._read, select(RUNS).where(RUNS.c.id == run_id))
         return dict(rows[0]) if rows else None
 
     async def list_runs(self, *, orchestration_id: str | None = None, status: str | None = None,
@@ -422,29 +441,29 @@ class SQLStore:
         if before is not None:
             q = q.where((RUNS.c.created_at < before[0]) | and_(RUNS.c.created_at == before[0], RUNS.c.id < before[1]))
         q = q.order_by(RUNS.c.created_at.desc(), RUNS.c.id.desc()).limit(limit)
-        return [dict(r) for r in await asyncio.to_thread(self._read, q)]
+        return [dict(r) for r in await self._in_reader(self._read, q)]
 
     async def step_records(self, run_id: str) -> list[dict[str, Any]]:
         q = select(STEPS).where(STEPS.c.run_id == run_id).order_by(STEPS.c.idx)
-        return [dict(r) for r in await asyncio.to_thread(self._read, q)]
+        return [dict(r) for r in await self._in_reader(self._read, q)]
 
     async def events(self, run_id: str, after: int = 0) -> list[tuple[int, bytes]]:
         q = select(EVENTS.c.seq, EVENTS.c.body).where(and_(EVENTS.c.run_id == run_id, EVENTS.c.seq > after)).order_by(EVENTS.c.seq)
-        return [(r["seq"], bytes(r["body"])) for r in await asyncio.to_thread(self._read, q)]
+        return [(r["seq"], bytes(r["body"])) for r in await self._in_reader(self._read, q)]
 
     async def get_definition(self, version: str) -> str | None:
-        rows = await asyncio.to_thread(self._read, select(DEFS.c.body).where(DEFS.c.version == version))
+        rows = await self._in_reader(self._read, select(DEFS.c.body).where(DEFS.c.version == version))
         return str(rows[0]["body"]) if rows else None
 
     async def runs_with_status(self, status: str) -> list[dict[str, Any]]:
-        return [dict(r) for r in await asyncio.to_thread(self._read, select(RUNS).where(RUNS.c.status == status))]
+        return [dict(r) for r in await self._in_reader(self._read, select(RUNS).where(RUNS.c.status == status))]
 
     async def api_key_hashes(self) -> list[str]:
-        return [r["key_hash"] for r in await asyncio.to_thread(self._read, select(KEYS.c.key_hash))]
+        return [r["key_hash"] for r in await self._in_reader(self._read, select(KEYS.c.key_hash))]
 
     async def count(self, table: str) -> int:
         t = {"runs": RUNS, "step_records": STEPS, "events": EVENTS}[table]
-        rows = await asyncio.to_thread(self._read, select(func.count()).select_from(t))
+        rows = await self._in_reader(self._read, select(func.count()).select_from(t))
         return int(list(rows[0].values())[0])
 
     def size_bytes(self) -> int | None:

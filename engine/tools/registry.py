@@ -9,6 +9,8 @@ the schema. The registry is an ordinary object built where it is needed (`with_b
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import copy
 import functools
 import importlib
@@ -61,8 +63,10 @@ class Tool:
 class ToolRegistry:
     """Callables by name, with argument validation and off-loop execution of sync tools."""
 
-    def __init__(self, tools: Iterable[Callable[..., Any]] = ()) -> None:
+    def __init__(self, tools: Iterable[Callable[..., Any]] = (), *, max_threads: int = 32) -> None:
         self._tools: dict[str, Tool] = {}
+        self._max_threads = max_threads
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         for fn in tools:
             self.register(fn)
 
@@ -121,6 +125,17 @@ class ToolRegistry:
             raise ToolError(f"invalid arguments for tool '{name}': {exc}", tool=name) from None
         return {key: getattr(parsed, key) for key in tool.args_type.__struct_fields__}
 
+    def _threads(self) -> concurrent.futures.ThreadPoolExecutor:
+        """Sync tools get threads of their own: a slow one never holds up the store's reads."""
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(self._max_threads, thread_name_prefix="orch-tool")
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
     async def call(self, name: str, args: Any, ctx: ToolContext | None = None) -> Any:
         """Run a tool. Sync tools run in a worker thread so they never block the event loop."""
         tool = self.get(name)
@@ -133,7 +148,8 @@ class ToolRegistry:
         try:
             if tool.is_async:
                 return await tool.fn(*positional, **kwargs)
-            return await asyncio.to_thread(tool.fn, *positional, **kwargs)
+            call = functools.partial(tool.fn, *positional, **kwargs)
+            return await asyncio.get_running_loop().run_in_executor(self._threads(), call)
         except ToolError:
             raise
         except Exception as exc:

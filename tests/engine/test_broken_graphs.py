@@ -64,13 +64,13 @@ CASES = [
     Case("unknown_field_typo.yaml", [
         ("unknown-field", "answer", "$.steps[0].output_kye", "unknown field 'output_kye'"),
     ], rendered=[
-        "broken/unknown_field_typo.yaml: $.steps[0].output_kye: unknown field 'output_kye' [unknown-field];"
+        "broken/unknown_field_typo.yaml: $.steps[0].output_kye (step answer): unknown field 'output_kye' [unknown-field];"
         " did you mean 'output_key'?",
     ]),
     Case("wrong_field_type.yaml", [
         ("invalid-field", "show", "$.steps[1].output_key", "expected str, got int"),
     ], rendered=[
-        "broken/wrong_field_type.yaml: $.steps[1].output_key: expected str, got int [invalid-field]",
+        "broken/wrong_field_type.yaml: $.steps[1].output_key (step show): expected str, got int [invalid-field]",
     ]),
     Case("wrong_field_type.json", [
         ("invalid-field", "parse", "$.steps[0].input_keys", "expected array, got str"),
@@ -78,7 +78,7 @@ CASES = [
     Case("bad_merge_strategy.yaml", [
         ("invalid-field", "combine", "$.steps[2].merge_strategy", "invalid enum value 'join'"),
     ], rendered=[
-        "broken/bad_merge_strategy.yaml: $.steps[2].merge_strategy: invalid enum value 'join' [invalid-field];"
+        "broken/bad_merge_strategy.yaml: $.steps[2].merge_strategy (step combine): invalid enum value 'join' [invalid-field];"
         " one of: list, concat, dict",
     ]),
     Case("bad_reducer.yaml", [
@@ -96,7 +96,7 @@ CASES = [
     Case("unknown_step_type.yaml", [
         ("unknown-step-type", "review", "$.steps[1].type", "unknown step type 'evalutor'"),
     ], rendered=[
-        "broken/unknown_step_type.yaml: $.steps[1].type: unknown step type 'evalutor' [unknown-step-type];"
+        "broken/unknown_step_type.yaml: $.steps[1].type (step review): unknown step type 'evalutor' [unknown-step-type];"
         " did you mean 'evaluator'?",
     ]),
     # -- ids across files -----------------------------------------------------------------------

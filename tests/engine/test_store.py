@@ -85,12 +85,27 @@ async def test_runs_list_newest_first_with_cursor_and_filters(store: SQLStore) -
     assert [r["id"] for r in await store.list_runs(orchestration_id="a", status="running")] == ["r2", "r0"]
 
 
-async def test_orphans_with_expired_leases_are_claimed_once(store: SQLStore) -> None:
-    await store.create_run({**run_row("dead", 1.0), "lease_until": time.time() - 5})
-    await store.create_run({**run_row("alive", 2.0), "lease_until": time.time() + 60})
-    first = await store.claim_orphans("me", 30, all_running=False)
-    again = await store.claim_orphans("other", 30, all_running=False)
-    assert (first, again) == ([("dead", 2)], [])
+async def test_orphans_with_expired_leases_or_dead_owners_are_claimed_once(store: SQLStore) -> None:
+    await store.create_run({**run_row("expired", 1.0), "lease_until": time.time() - 5, "owner": "x"})
+    await store.create_run({**run_row("alive", 2.0), "lease_until": time.time() + 60, "owner": "busy"})
+    await store.create_run({**run_row("crashed", 3.0), "lease_until": time.time() + 60, "owner": "gone"})
+    first = await store.claim_orphans("me", 30, lambda owner: owner == "gone")
+    again = await store.claim_orphans("other", 30, lambda owner: owner == "gone")
+    assert (sorted(first), again) == ([("crashed", 2), ("expired", 2)], [])
+
+
+def test_an_owner_is_dead_only_when_its_process_on_this_host_is_gone() -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from engine.runtime import owner_is_dead
+
+    exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()
+    assert [owner_is_dead(o) for o in (f"{host}:{os.getpid()}:a", f"{host}:{exited.stdout.strip()}:b",
+                                       f"elsewhere:{exited.stdout.strip()}:c")] == [False, True, False]
 
 
 GATE_RACE = """
