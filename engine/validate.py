@@ -164,7 +164,8 @@ class Validator:
 
             close = difflib.get_close_matches(s.agent_id, list(self.agents), n=1)
             self.add("unknown-agent", f"agent '{s.agent_id}' is not defined in any loaded file", s.id,
-                     f"did you mean '{close[0]}'?" if close else "define it under `agents:` or in its own file")
+                     f"did you mean '{close[0]}'?" if close else "define it under `agents:` or in its own file, "
+                     "and validate that file together with this one (e.g. the whole directory)")
             return
         if agent.type == "orchestrator":
             if not agent.orchestration_id:
@@ -296,6 +297,13 @@ class Validator:
                 for b in self.steps[owner].loop_step_ids:
                     local.update(_step_writes(self.steps[b]) if b in self.steps else ())
             for k in sorted(reads):
+                ks = self.schema.keys.get(k)
+                if (ks is not None and ks.default is None and k not in writers and k != self.schema.first_string_key
+                        and k not in local):
+                    self.add("never-written", f"reads '{k}', which state_schema declares with no default and no "
+                             "step writes", sid, f"give '{k}' a default, or pass it in the run's initial state",
+                             severity="warning")
+                    continue
                 if k in declared or k in local or available.get(owner or sid, 0) & bit.get(k, 0):
                     continue
                 ws = writers.get(k, [])

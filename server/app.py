@@ -38,7 +38,7 @@ def create_app(settings: Settings, *, api_keys: list[str] | None = None, allow_u
             keyring = KeyRing(keys, engine.store.api_key_hashes, allow_unauthenticated=allow_unauthenticated)
             await keyring.require_some_key()
             if keyring.open:
-                log.warning("no API key is configured: every request is accepted (unauthenticated mode)")
+                log.warning("local mode: every request is accepted, no API key needed")
             log_report(report)
             await engine.recover()
             app.state.keyring = keyring

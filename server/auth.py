@@ -85,8 +85,8 @@ class KeyRing:
 
     @property
     def open(self) -> bool:
-        """No key exists and unauthenticated use was allowed."""
-        return not self.hashes and self.allow_unauthenticated
+        """Unauthenticated use was allowed (local mode: loopback only, whatever keys exist)."""
+        return self.allow_unauthenticated
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -103,10 +103,12 @@ async def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], _: Bas
     await keyring.refresh()
     if keyring.open:
         return
-    token = bearer_token(connection.headers.get("authorization"))
+    header = connection.headers.get("authorization")
+    token = bearer_token(header)
     challenge = {"WWW-Authenticate": "Bearer"}
     if token is None:
-        raise NotAuthorizedException("missing API key: send the header 'Authorization: Bearer <key>'",
-                                     headers=challenge)
+        detail = ("the Authorization header must read 'Bearer <key>'" if header
+                  else "missing API key: send the header 'Authorization: Bearer <key>'")
+        raise NotAuthorizedException(detail, headers=challenge)
     if not await keyring.verify(token):
         raise NotAuthorizedException("invalid API key", headers=challenge)

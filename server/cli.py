@@ -26,13 +26,15 @@ def _value(text: str) -> Any:
         return text
 
 
-def _pairs(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
+def _pairs(items: Sequence[str] | None, flag: str, *, raw: bool = False) -> dict[str, Any]:
+    """KEY=VALUE arguments. VALUE is taken as JSON when it parses (42, true, [1, 2]) unless `raw`;
+    gate answers are always raw text, which the gate's fields convert."""
     out: dict[str, Any] = {}
     for item in items or ():
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise SystemExit(f"orch: {flag} expects key=value, got '{item}'")
-        out[key] = _value(value)
+        out[key] = value if raw else _value(value)
     return out
 
 
@@ -66,7 +68,11 @@ def cmd_graph(args: argparse.Namespace) -> int:
     from engine.tools import ToolRegistry
 
     path = Path(args.file)
-    report = load_graphs([path.parent] if path.is_file() else [path], set(ToolRegistry.with_builtins().names()))
+    problem = _graph_file_problem(path)
+    if problem:
+        print(f"orch: {problem}", file=sys.stderr)
+        return 2
+    report = load_graphs(siblings(path), set(ToolRegistry.with_builtins().names()))
     in_file = [g for g in report.graphs.values() if g.file and Path(g.file).resolve() == path.resolve()]
     chosen = [g for g in (in_file or list(report.graphs.values())) if not args.orchestration or g.id == args.orchestration]
     failed = [p for p in report.problems if p.severity == "error" and p.file and Path(p.file).resolve() == path.resolve()]
@@ -79,6 +85,24 @@ def cmd_graph(args: argparse.Namespace) -> int:
     for g in chosen:
         print(mermaid(g) if args.format == "mermaid" else dot(g), end="")
     return 0
+
+
+def _graph_file_problem(path: Path) -> str | None:
+    from engine.loader import GRAPH_SUFFIXES
+
+    if not path.is_file():
+        return f"{path}: no such file"
+    if path.suffix not in GRAPH_SUFFIXES:
+        return f"{path}: not a graph file (expected {', '.join(GRAPH_SUFFIXES)})"
+    return None
+
+
+def siblings(path: Path) -> list[str | Path]:
+    """A graph file and the graph files beside it (not below): agents and orchestrations defined
+    next to it are visible to it, as in the server's graphs directory."""
+    from engine.loader import GRAPH_SUFFIXES
+
+    return sorted(p for p in path.parent.iterdir() if p.is_file() and p.suffix in GRAPH_SUFFIXES)
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -128,44 +152,73 @@ async def _follow(engine: Any, run_id: str, progress: Progress, sub: Any = None)
     return await engine.wait(run_id)
 
 
+class NoAnswer(Exception):
+    """Standard input ended before every question of a gate was answered."""
+
+
+def _read(prompt: str) -> str:
+    try:
+        return input(prompt).strip()
+    except EOFError:
+        raise NoAnswer from None
+
+
 def _ask(gate: Any, preset: dict[str, Any]) -> Any:
-    answers = dict(preset)
-    interactive = sys.stdin.isatty()
+    """The gate's answer: fields given with --answer, the others asked on standard input (a
+    terminal or a pipe). With --answer, fields left out stay unset."""
+    if preset:
+        return dict(preset)
     if not gate.fields:
-        if answers or not interactive:
-            return answers
-        return input(f"{gate.prompt}\n> ")
-    if gate.agent_context and interactive:
+        return _read(f"{gate.prompt}\n> ")
+    if gate.agent_context and sys.stdin.isatty():
         print("--- context ---\n" + gate.agent_context[:2000] + "\n---------------")
+    answers: dict[str, Any] = {}
     for f in gate.fields:
-        if f["name"] in answers or not interactive:  # without a terminal, unset fields stay unset
-            continue
-        options = f.get("options")
-        hint = ""
-        if options:
-            hint = " [" + (options if isinstance(options, str) else ",".join(options)) + "]"
-        answers[f["name"]] = input(f"{f.get('label') or f['name']}{hint}: ").strip()
+        answers[f["name"]] = _read(f"{f.get('label') or f['name']}{_options_hint(f)}: ")
     return answers
 
 
-async def _drive_to_end(engine: Any, run_id: str, result: Any, answers: dict[str, Any], progress: Progress) -> Any:
+def _options_hint(field: dict[str, Any]) -> str:
+    options = field.get("options")
+    if not options:
+        return ""
+    return " [" + (options if isinstance(options, str) else ",".join(map(str, options))) + "]"
+
+
+def describe_gate(run_id: str, gate: Any) -> str:
+    lines = [f"paused at {gate.step_id}: {gate.prompt}"]
+    for f in gate.fields:
+        need = " (required)" if f.get("required") else ""
+        lines.append(f"  {f['name']}: {f.get('type', 'text')}{_options_hint(f)}{need}")
+    example = " ".join(f"--answer {f['name']}=..." for f in gate.fields) or "--answer text=..."
+    lines.append(f"resume with: orch runs resume {run_id} {example}")
+    return "\n".join(lines)
+
+
+async def _drive_to_end(engine: Any, run_id: str, result: Any, answers: dict[str, Any],
+                        progress: Progress) -> tuple[Any, bool]:
+    """Answer gates until the run ends or no answer is available; (result, every answer was
+    accepted)."""
     while result.status == "paused":
         gate = result.human_input_required
-        if not answers and not sys.stdin.isatty():
-            print(f"paused at {gate.step_id}; resume with: orch runs resume {run_id} --answer key=value")
-            return result
-        answer = _ask(gate, answers)
+        try:
+            answer = _ask(gate, answers)
+        except NoAnswer:
+            print(describe_gate(run_id, gate))
+            return result, True
         sub = engine.hub.subscribe(run_id)
         try:
             await engine.resume(run_id, answer)
         except InvalidAnswer as exc:
             sub.close()
             print("invalid answer: " + "; ".join(f"{k}: {v}" for k, v in exc.field_errors.items()))
-            answers = {}
+            if answers or not sys.stdin.isatty():
+                print(describe_gate(run_id, gate))
+                return result, False
             continue
         answers = {}
         result = await _follow(engine, run_id, progress, sub)
-    return result
+    return result, True
 
 
 def _print_result(result: Any) -> None:
@@ -183,8 +236,13 @@ async def _run(args: argparse.Namespace) -> int:
     from engine.bootstrap import build_engine
 
     path = Path(args.file)
+    problem = _graph_file_problem(path)
+    if problem:
+        print(f"orch: {problem}", file=sys.stderr)
+        return 2
+    answers = _pairs(args.answer, "--answer", raw=True)  # checked before anything runs
     settings = _settings(args)
-    engine, report = await build_engine(settings, graphs=[path.parent], recover=False)
+    engine, report = await build_engine(settings, graphs=siblings(path), recover=False)
     try:
         mine = [g for g in report.graphs.values() if g.file and Path(g.file).resolve() == path.resolve()]
         if args.orchestration:
@@ -198,16 +256,20 @@ async def _run(args: argparse.Namespace) -> int:
         graph = mine[0]
         progress = Progress(verbose=args.verbose)
         print(f"running {graph.id} ({graph.orchestration.name}) on {settings.database_url}")
+        state = _pairs(args.state, "--state")
+        for key, text in _pairs(args.state, "--state", raw=True).items():
+            if graph.schema.type_of(key).kind == "str":  # a text key takes the text as typed
+                state[key] = text
         try:
-            run_id = await engine.start(graph.id, args.message or "", _pairs(args.state, "--state"))
+            run_id = await engine.start(graph.id, args.message or "", state)
         except InvalidInput as exc:
             print(f"orch: {exc.message}", file=sys.stderr)
             return 2
         print(f"run id: {run_id}")
         result = await _follow(engine, run_id, progress)
-        result = await _drive_to_end(engine, run_id, result, _pairs(args.answer, "--answer"), progress)
+        result, accepted = await _drive_to_end(engine, run_id, result, answers, progress)
         _print_result(result)
-        return 0 if result.status in ("completed", "paused") else 1
+        return 0 if accepted and result.status in ("completed", "paused") else 1
     finally:
         await engine.close()
 
@@ -232,7 +294,10 @@ async def _runs(args: argparse.Namespace) -> int:
             print("orch: a run id is required", file=sys.stderr)
             return 2
         if args.action == "show":
-            _print_result(await engine.result(args.run_id))
+            shown = await engine.result(args.run_id)
+            _print_result(shown)
+            if shown.status == "paused":
+                print("\n" + describe_gate(args.run_id, shown.human_input_required))
             return 0
         if args.action == "cancel":
             _print_result(await engine.cancel(args.run_id))
@@ -241,11 +306,12 @@ async def _runs(args: argparse.Namespace) -> int:
         if result.status != "paused":
             print(f"orch: run '{args.run_id}' is {result.status}, not paused", file=sys.stderr)
             return 1
-        result = await _drive_to_end(engine, args.run_id, result, _pairs(args.answer, "--answer"), Progress())
+        result, accepted = await _drive_to_end(engine, args.run_id, result, _pairs(args.answer, "--answer", raw=True),
+                                               Progress())
         _print_result(result)
-        return 0
+        return 0 if accepted else 1
     except EngineError as exc:
-        print(f"orch: {exc.message}", file=sys.stderr)
+        print(f"orch: {exc.message} (database: {settings.database_url})", file=sys.stderr)
         return 1
     finally:
         await engine.close()
@@ -316,8 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a graph file with live progress; answers gates at the prompt")
     p.add_argument("file")
     p.add_argument("--message", "-m", default="")
-    p.add_argument("--state", action="append", metavar="KEY=VALUE")
-    p.add_argument("--answer", action="append", metavar="FIELD=VALUE", help="answer gate fields without asking")
+    p.add_argument("--state", action="append", metavar="KEY=VALUE",
+                   help="initial state; VALUE is JSON when it parses (42, true, [1]) unless the key is text")
+    p.add_argument("--answer", action="append", metavar="FIELD=VALUE",
+                   help="answer gate fields without asking (otherwise they are read from standard input)")
     p.add_argument("--orchestration", help="which orchestration, when the file holds several")
     p.add_argument("--verbose", "-v", action="store_true", help="print step outputs")
     db(p)
@@ -326,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="list, show, resume, cancel or recover runs")
     p.add_argument("action", choices=["list", "show", "resume", "cancel", "recover"])
     p.add_argument("run_id", nargs="?")
-    p.add_argument("--status")
+    p.add_argument("--status", choices=["running", "paused", "completed", "failed", "cancelled"])
     p.add_argument("--orchestration")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--answer", action="append", metavar="FIELD=VALUE")

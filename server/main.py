@@ -27,6 +27,7 @@ from server.app import API_PREFIX, create_app
 from server.auth import NoApiKeyConfigured, env_keys
 
 CONFIG_ENV = "ORCH_SERVE_CONFIG"
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 SHUTDOWN_GRACE_SECONDS = 5  # open SSE streams are cut after this on shutdown
 EXAMPLE_GRAPH = "orch-research-report"
 EXAMPLE_BODY = '{"message": "Synapse AI platform"}'
@@ -49,6 +50,9 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, work
     """Run the API until interrupted. Raises NoApiKeyConfigured before listening when no key exists
     and unauthenticated use was not allowed."""
     keys = list(api_keys or [])
+    if allow_unauthenticated and host not in LOOPBACK:
+        raise ValueError(f"--local accepts requests without an API key, so it serves only on this machine "
+                         f"(127.0.0.1), not on {host}; give API keys to serve on other addresses")
     if workers > 1 and normalize_url(settings.database_url).startswith("sqlite"):
         raise ValueError("several workers share runs through the database: set ORCH_DATABASE_URL to a "
                          "PostgreSQL URL, or serve with one worker")
@@ -58,7 +62,7 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, work
         raise NoApiKeyConfigured("no API key is configured: create one with `orch keys create`, pass keys in "
                                  "ORCH_API_KEYS (comma-separated), or serve with --local (127.0.0.1, no keys)")
     print(banner(settings, _preload(settings), host=host, port=port,
-                 authenticated=bool(keys or env_keys() or stored)), flush=True)
+                 authenticated=not allow_unauthenticated), flush=True)
     options = dict(host=host, port=port, log_level=log_level, timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
     if workers == 1:
         app = create_app(settings, api_keys=keys, allow_unauthenticated=allow_unauthenticated)
@@ -122,5 +126,5 @@ def banner(settings: Settings, report: LoadReport, *, host: str, port: int, auth
         f'    -H "Content-Type: application/json" \\\n    -d {shlex.quote(EXAMPLE_BODY)}',
     ]
     if not authenticated:
-        lines.append("No API key is configured: every request is accepted (local, unauthenticated mode).")
+        lines.append("Local mode: every request is accepted without an API key; only this machine can connect.")
     return "\n".join(lines)

@@ -36,7 +36,7 @@ def test_validate_reports_every_problem_and_exits_1(tmp_path: Path) -> None:
     out = orch("validate", str(bad))
     assert out.returncode == 1
     assert out.stderr.splitlines() == [
-        f"error: {bad}: $.steps[0].type: unknown step type 'agnt' [unknown-step-type]; did you mean 'agent'?",
+        f"error: {bad}: $.steps[0].type (step a): unknown step type 'agnt' [unknown-step-type]; did you mean 'agent'?",
         "1 error(s)",
     ]
 
@@ -109,3 +109,21 @@ def test_gate_questions_are_asked_at_the_terminal(tmp_path: Path) -> None:
         os.close(master)
     assert proc.returncode == 0
     assert b"step-publish completed" in seen
+
+
+def test_gate_answers_can_be_piped_and_a_missing_file_is_named(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'pipe.db'}"
+    piped = orch("run", "graphs/research_report.yaml", "-m", "tides", "--db", db, stdin="yes\nShip it\n")
+    assert piped.returncode == 0 and re.search(r"run \S+: completed", piped.stdout)
+    assert "Published: tides" in piped.stdout
+    short = orch("run", "graphs/research_report.yaml", "-m", "tides", "--db", db, stdin="")
+    assert "paused at step-approve: Please review the draft article" in short.stdout
+    assert "  decision: select [approve,reject]" in short.stdout
+    missing = orch("run", "graphs/nope.yaml", "-m", "x", "--db", db)
+    assert (missing.returncode, missing.stderr.strip()) == (2, "orch: graphs/nope.yaml: no such file")
+
+
+def test_local_mode_refuses_to_listen_beyond_this_machine() -> None:
+    out = orch("serve", "--local", "--host", "0.0.0.0", "--port", "1")
+    assert out.returncode == 2
+    assert "--local accepts requests without an API key, so it serves only on this machine" in out.stderr

@@ -23,8 +23,9 @@ def no_env_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("headers, detail", [
     ({}, "missing API key: send the header 'Authorization: Bearer <key>'"),
     ({"Authorization": "Bearer wrong"}, "invalid API key"),
-    ({"Authorization": "Basic dGVzdDp0ZXN0"}, "missing API key: send the header 'Authorization: Bearer <key>'"),
-    ({"Authorization": "Bearer"}, "missing API key: send the header 'Authorization: Bearer <key>'"),
+    ({"Authorization": "Basic dGVzdDp0ZXN0"}, "the Authorization header must read 'Bearer <key>'"),
+    ({"Authorization": "Bearer"}, "the Authorization header must read 'Bearer <key>'"),
+    ({"Authorization": "orch_bare_key"}, "the Authorization header must read 'Bearer <key>'"),
 ])
 def test_requests_without_a_valid_key_get_401(live: LiveServer, headers: dict[str, str], detail: str) -> None:
     for method, path in [("GET", "/orchestrations"), ("POST", "/orchestrations/orch-research-report/run"),
