@@ -19,7 +19,7 @@ import networkx as nx
 
 from engine.errors import DefinitionError, Problem
 from engine.expressions import Expression, ExpressionError, compile_expression
-from engine.loader import Catalog, LoadedOrchestration, definition_version
+from engine.loader import Catalog, LoadedOrchestration, broken_steps, definition_version
 from engine.spec import Agent, Orchestration, StepBase
 from engine.state import StateSchema, TypeParseError, convert, parse_type
 from engine.templates import template_keys
@@ -118,6 +118,7 @@ def compile_orchestration(
     *,
     tools: Container[str] | None = None,
     orchestrations: Container[str] = (),
+    extra_broken: frozenset[str] = frozenset(),
 ) -> CompileResult:
     """Build the graph, run every check, and freeze it when there are no errors."""
     from engine.validate import Validator  # validate.py reads the structures defined here
@@ -131,6 +132,7 @@ def compile_orchestration(
                                 severity=severity, orchestration_id=orch.id))  # type: ignore[arg-type]
 
     problems.extend(loaded.problems)
+    broken = set(broken_steps(loaded.problems)) | set(extra_broken)
     good_fields = {}
     for key, f in orch.state_schema.items():
         try:
@@ -155,9 +157,9 @@ def compile_orchestration(
         else:
             steps[s.id] = s
     entry = orch.entry or ""
-    if entry and entry not in steps:
+    if entry and entry not in steps and entry not in broken:
         problem("unknown-entry", f"entry_step_id '{entry}' is not a step", None, _suggest(entry, steps))
-    if not steps:
+    if not steps and not broken:
         problem("no-steps", "the orchestration has no steps", None, "add at least one step under `steps:`")
 
     expressions: dict[str, Expression] = {}
@@ -189,6 +191,8 @@ def compile_orchestration(
         if dst is None or dst == "":
             return
         if dst not in steps:
+            if dst in broken:  # the step is there but did not decode: already reported
+                return
             problem("unknown-step", f"{field_name} points to '{dst}', which is not a step", src, _suggest(dst, steps))
             return
         if g.has_edge(src, dst):  # two labels to one target: keep both visible
@@ -223,13 +227,13 @@ def compile_orchestration(
                 link(s.id, sid, "body", "loop_step_ids")
         if s.type in ("end",) or s.id in loop_owner or s.id in multi_branch_members:
             for t in s.next_ids:
-                if t not in steps:
+                if t not in steps and t not in broken:
                     problem("unknown-step", f"next_step_id points to '{t}', which is not a step", s.id, _suggest(t, steps))
             continue
         if s.type in ("evaluator", "if_else", "switch") and routes[s.id]:
             # Routers go where they route; next_step_id is where the loop guard sends them.
             for t in s.next_ids:
-                if t not in steps:
+                if t not in steps and t not in broken:
                     problem("unknown-step", f"next_step_id points to '{t}', which is not a step", s.id, _suggest(t, steps))
             for t in s.next_ids:
                 if t in steps and not g.has_edge(s.id, t):
@@ -255,6 +259,7 @@ def compile_orchestration(
         orch=orch, file=file, steps=steps, graph=g, schema=schema, entry=entry, agents=agents,
         tools=tools, orchestrations=orchestrations, expressions=expressions, fanouts=fanouts,
         loop_owner=loop_owner, back_edges=back_edges, cycles=cycles, problems=problems,
+        partial=bool(broken),
     )
     validator.run()
 

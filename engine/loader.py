@@ -42,8 +42,8 @@ class LoadedOrchestration:
     spec: Orchestration
     file: str
     version: str  # content hash of the definition as written
-    # Loader errors that did not stop decoding (unknown fields); compilation reports them too,
-    # so one run shows every problem, and the orchestration is still rejected.
+    # Loader errors that did not stop decoding; compilation reports them too, so one pass shows
+    # every problem, and the orchestration is still rejected.
     problems: tuple[Problem, ...] = ()
 
 
@@ -244,11 +244,17 @@ def decode_orchestration(raw: Any, file: str, path: str = "$") -> tuple[Orchestr
     except msgspec.ValidationError as exc:
         problems.append(_validation_problem(exc, file, path, orchestration_id=orch_id))
         return None, problems
-    if any(p.severity == "error" and p.code != "unknown-field" for p in problems):
-        return None, problems
     import msgspec.structs as structs  # local: only needed on success
 
+    # Steps that failed to decode are left out; the compiler still checks the rest (and knows
+    # not to report references to the missing ones), so one pass shows every problem.
     return structs.replace(orch, steps=steps, state_schema=schema), problems
+
+
+def broken_steps(problems: Iterable[Problem]) -> frozenset[str]:
+    """Ids of steps that failed to decode (and so are missing from the decoded orchestration)."""
+    return frozenset(p.step_id for p in problems
+                     if p.severity == "error" and p.step_id and p.code != "unknown-field" and ".steps[" in (p.path or ""))
 
 
 def _decode_step(raw: Any, file: str, path: str, problems: list[Problem], orch_id: str | None) -> Any:

@@ -52,6 +52,7 @@ class Validator:
     back_edges: set[tuple[str, str]]
     cycles: tuple[tuple[str, ...], ...]
     problems: list[Problem]
+    partial: bool = False  # some steps failed to decode: flow checks would only mislead
     reads: dict[str, set[str]] = field(default_factory=dict)
 
     def add(self, code: str, message: str, step_id: str | None = None, hint: str | None = None,
@@ -69,6 +70,8 @@ class Validator:
             self.reads[sid] = step_reads(s, self.expressions.get(sid))
             self.check_fields(s)
             self.check_agent(s)
+        if self.partial:
+            return
         self.check_reachability()
         self.check_cycles()
         self.check_data_flow()

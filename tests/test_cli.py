@@ -37,7 +37,9 @@ def test_validate_reports_every_problem_and_exits_1(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert out.stderr.splitlines() == [
         f"error: {bad}: $.steps[0].type (step a): unknown step type 'agnt' [unknown-step-type]; did you mean 'agent'?",
-        "1 error(s)",
+        f"error: {bad}: step b: next_step_id points to 'zz', which is not a step [unknown-step]; known steps: b",
+        f"error: {bad}: step b: print step needs 'print_content' [missing-field]; text with {{state.key}} placeholders",
+        "3 error(s)",
     ]
 
 

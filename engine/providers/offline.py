@@ -13,11 +13,11 @@ It reads a request the way the step executors write it and answers by the first 
    tool the last user message names as `use <tool>` or `<tool>(…)`, in the order they are named.
    `<tool>({"a": 1})` gives the arguments; `<tool>(text)` gives the text to a tool with a single
    parameter; otherwise the arguments are built as in rule 1.
-4. **After tool results**: the text answer of rule 6, followed by a "Tool results" section
-   listing every tool result verbatim.
-5. **JSON**: when the prompt asks for a "JSON array", an array of three short strings about the
+4. **JSON**: when the prompt asks for a "JSON array", an array of three short strings about the
    topic; for a "JSON object", `{"topic": …, "summary": …, "points": […]}` (after tool results
    the summary carries them).
+5. **After tool results**: the text answer of rule 6, followed by a "Tool results" section
+   listing every tool result verbatim.
 6. **Text**: markdown about the topic, a `# <Topic>` heading and three parts: an article
    (introduction, discussion, conclusion) when the prompt asks for an article, report, draft,
    essay or blog post; a numbered findings list when it asks to research; three bullets otherwise.

@@ -35,6 +35,15 @@ RUN_DEFAULTS = {c.name: (c.default.arg if c.default is not None and not callable
 STEP_COLUMNS = tuple(c.name for c in STEPS.columns)
 
 
+def _text_columns(values: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """PostgreSQL text cannot hold NUL: such characters in text columns become U+FFFD. (JSON
+    columns escape them and keep them exactly.)"""
+    for key in keys:
+        value = values.get(key)
+        if isinstance(value, str) and "\x00" in value:
+            values[key] = value.replace("\x00", "\ufffd")
+
+
 def normalize_url(url: str) -> str:
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://"):]
@@ -241,6 +250,9 @@ class SQLStore:
 
     def _apply(self, conn: Any, work: Any) -> Any:
         if isinstance(work, Checkpoint):
+            _text_columns(work.run, ("response", "error"))
+            for record in work.steps:
+                _text_columns(record, ("error",))
             cols = tuple(sorted(work.run))
             upd = self._update_sql.get(cols)
             if upd is None:
@@ -300,6 +312,7 @@ class SQLStore:
         return str(await self._submit(work))
 
     def _insert_run(self, cur: Any, row: dict[str, Any], steps: list[dict[str, Any]]) -> None:
+        _text_columns(row, ("message",))
         cols = tuple(sorted(row))
         ins = self._insert_run_sql.get(cols)
         if ins is None:
@@ -386,8 +399,9 @@ class SQLStore:
             cond = and_(RUNS.c.id == run_id, RUNS.c.status.in_(list(expect)))
             if deadline_passed:
                 cond = and_(cond, RUNS.c.gate_deadline.is_not(None), RUNS.c.gate_deadline <= now)
+            clean = message.replace("\x00", "\ufffd")
             res = conn.execute(update(RUNS).where(cond).values(
-                status=status, error=message, response=message, finished_at=now, updated_at=now,
+                status=status, error=clean, response=clean, finished_at=now, updated_at=now,
                 epoch=RUNS.c.epoch + 1, last_seq=RUNS.c.last_seq + len(events)))
             if res.rowcount != 1:
                 return False

@@ -10,7 +10,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from engine.compile import CompiledGraph, compile_definition
 from engine.errors import Problem, RunNotFound
-from engine.loader import decode_orchestration
+from engine.loader import broken_steps, decode_orchestration
 from engine.render import dot, mermaid
 from engine.spec import Orchestration
 from server.context import Ctx, ServerContext
@@ -68,7 +68,7 @@ def check_definition(ctx: ServerContext, raw: dict[str, Any]) -> list[Problem]:
     agents = {aid: loaded.spec for aid, loaded in (catalog.agents.items() if catalog else ())}
     agents.update({a.id: a for a in orch.agents})
     result = compile_definition(orch, agents, tools=set(ctx.engine.services.tools.names()),
-                                orchestrations=set(ctx.engine.graphs))
+                                orchestrations=set(ctx.engine.graphs), extra_broken=broken_steps(found))
     problems.extend(result.problems)
     return problems
 

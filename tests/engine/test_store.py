@@ -137,3 +137,10 @@ async def test_fifty_concurrent_resumes_one_wins_and_the_next_step_runs_once(mak
     final = await engine.wait(paused.run_id)
     assert (len(winners), len(losers), runs, final.status) == (1, 49, 1, "completed")
     assert [h.step_id for h in final.step_history] == ["gate", "after"]
+
+
+async def test_text_with_nul_characters_is_stored(make_engine, db_url) -> None:
+    engine = await make_engine(db_url, "id: nul\nname: Nul\nsteps:\n  - {id: p, type: print, print_content: '{state.user_input}!', output_key: out}\n")
+    result = await engine.run("nul", "a\x00b")
+    stored = await engine.result(result.run_id)
+    assert (result.status, stored.shared_state["out"], stored.response) == ("completed", "a\x00b!", "a\ufffdb!")
