@@ -87,8 +87,10 @@ class PriceTable:
 
     def cost(self, model: str, usage: Usage) -> float:
         price = self.price(model)
+        # A vendor reporting negative usage must not earn the run credit against its limit.
         return (
-            usage.input_tokens * price.input_per_million + usage.output_tokens * price.output_per_million
+            max(usage.input_tokens, 0) * price.input_per_million
+            + max(usage.output_tokens, 0) * price.output_per_million
         ) / 1_000_000
 
     def _match(self, model: str) -> Price | None:
