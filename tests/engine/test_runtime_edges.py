@@ -205,12 +205,12 @@ async def test_a_gate_timer_of_another_engine_does_not_fail_a_run_answered_in_ti
 id: g
 name: G
 steps:
-  - {id: ask, type: human, human_timeout_seconds: 0.3, next_step_id: work}
+  - {id: ask, type: human, human_timeout_seconds: 1.0, next_step_id: work}
   - {id: work, type: agent, output_key: done}
 """
 
     async def slow(ctx: Any) -> StepResult:
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(1.5)  # outlasts the gate's timeout, which engine a still has armed
         return StepResult(output="done")
 
     a = await make_engine(sqlite_url, graph, executors={"agent": slow})
