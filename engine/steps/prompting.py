@@ -9,6 +9,8 @@ The user message is the step's rendered `prompt_template` (or "Continue the work
 
 from __future__ import annotations
 
+import logging
+
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,6 +25,9 @@ from engine.templates import render, template_keys
 CONTINUE = "Continue the workflow."
 _JSON_REQUESTS = {"dict": "Respond with a JSON object.", "list": "Respond with a JSON array."}
 
+
+log = logging.getLogger("orch.cost")
+_UNPRICED: set[str] = set()  # models already warned about
 
 def step_agent(ctx: StepContext) -> Agent | None:
     """The agent the step names, if any."""
@@ -139,6 +144,10 @@ async def call_model(ctx: StepContext, provider: Provider, request: CompletionRe
         priced_as = "offline"  # whatever model a step names, the offline model answered it
     else:
         priced_as = completion.model if completion.model and prices.known(completion.model) else request.model
+        if not prices.known(priced_as) and priced_as not in _UNPRICED:
+            _UNPRICED.add(priced_as)
+            log.warning("model %r has no price in the price table: its calls cost $0, so max_total_cost_usd "
+                        "cannot limit them; add it to a price file (ORCH_PRICE_FILE)", priced_as)
     cost = prices.cost(priced_as, completion.usage)
     ctx.add_cost(cost)
     return completion, cost
