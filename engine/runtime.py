@@ -266,9 +266,14 @@ class Engine:
             driver.last_output = driver.response = state.get(key)
         return driver
 
-    async def resume(self, run_id: str, response: Any, *, step_id: str | None = None) -> str:
+    async def resume(self, run_id: str, response: Any, *, step_id: str | None = None,
+                     idempotency_key: str | None = None) -> str:
         """Answer the run's gate and continue it. Exactly one of many concurrent resumes wins;
-        the others raise NotPaused."""
+        the others raise NotPaused — except repeats of the winner's idempotency key, which
+        return the run as the winner did."""
+        idem = f"resume:{run_id}:{idempotency_key}" if idempotency_key else None
+        if idem is not None and await self.store.idempotent_run(idem) == run_id:
+            return run_id
         row = await self.store.get_run(run_id)
         if row is None:
             raise RunNotFound(f"run '{run_id}' not found")
@@ -291,8 +296,10 @@ class Engine:
                 graph.schema.apply({}, key, answer, step_id=gate_step.id)
             except StateWriteError as exc:
                 raise InvalidAnswer({"response": exc.message}) from None
-        epoch = await self.store.claim_paused(run_id, self.owner, self.services.settings.lease_seconds)
+        epoch = await self.store.claim_paused(run_id, self.owner, self.services.settings.lease_seconds, idem)
         if epoch is None:
+            if idem is not None and await self.store.idempotent_run(idem) == run_id:
+                return run_id  # a concurrent repeat of this very request won
             raise NotPaused(f"run '{run_id}' is no longer paused")
         self._disarm_gate_timer(run_id)
         await self._continue_claimed(run_id, epoch, lambda driver: driver.answer_gate(gate["step_id"], answer))

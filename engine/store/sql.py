@@ -322,8 +322,10 @@ class SQLStore:
         if steps:
             cur.executemany(self._step_sql.sql, [self._step_sql.params(s) for s in steps])
 
-    async def claim_paused(self, run_id: str, owner: str, lease_seconds: float) -> int | None:
-        """Compare-and-set paused → running; the new epoch, or None when the run was not paused."""
+    async def claim_paused(self, run_id: str, owner: str, lease_seconds: float,
+                           idempotency_key: str | None = None) -> int | None:
+        """Compare-and-set paused → running; the new epoch, or None when the run was not paused.
+        With an idempotency key, the winner records it in the same transaction."""
 
         def work(conn: Any) -> int | None:
             res = conn.execute(
@@ -333,9 +335,16 @@ class SQLStore:
             )
             if res.rowcount != 1:
                 return None
+            if idempotency_key is not None:
+                conn.execute(IDEM.insert(), {"key": idempotency_key, "run_id": run_id, "created_at": time.time()})
             return int(conn.execute(select(RUNS.c.epoch).where(RUNS.c.id == run_id)).scalar_one())
 
         return await self._submit(work)  # type: ignore[no-any-return]
+
+    async def idempotent_run(self, key: str) -> str | None:
+        """The run an idempotency key was first used for, if it was."""
+        rows = await self._in_reader(self._read, select(IDEM.c.run_id).where(IDEM.c.key == key))
+        return str(rows[0]["run_id"]) if rows else None
 
     async def claim_orphans(self, owner: str, lease_seconds: float,
                             owner_is_dead: Callable[[str | None], bool] = lambda o: False) -> list[tuple[str, int]]:

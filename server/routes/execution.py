@@ -23,7 +23,8 @@ from server.sse import MEDIA_TYPE, event_stream
 IdempotencyKey = Annotated[
     str | None,
     HeaderParameter(name="Idempotency-Key", min_length=1, max_length=255, required=False,
-                    description="Reusing a key returns the run first started with it instead of starting another"),
+                    description="Repeating a request with the same key returns the outcome of the first one "
+                                "(no second run, no second answer)"),
 ]
 START_ERRORS = error_responses(404, 422)
 RESUME_ERRORS = error_responses(404, 409, 422)
@@ -49,17 +50,19 @@ async def stream_orchestration(ctx: Ctx, orch_id: FromPath[str], data: JSONBody[
 
 @post("/runs/{run_id:str}/resume", status_code=200, responses=RESUME_ERRORS,
       summary="Answer a paused run's gate and wait until it completes, pauses again or fails")
-async def resume_run(ctx: Ctx, run_id: FromPath[str], data: JSONBody[ResumeRequest]) -> RunResult:
-    return await ctx.engine.wait(await ctx.engine.resume(run_id, data.response))
+async def resume_run(ctx: Ctx, run_id: FromPath[str], data: JSONBody[ResumeRequest],
+                     idempotency_key: IdempotencyKey = None) -> RunResult:
+    return await ctx.engine.wait(await ctx.engine.resume(run_id, data.response, idempotency_key=idempotency_key))
 
 
 @post("/runs/{run_id:str}/resume/stream", status_code=200, media_type=MEDIA_TYPE, responses=RESUME_ERRORS,
       summary="Answer a paused run's gate and stream its events (SSE) until it pauses again or ends")
-async def stream_resume(ctx: Ctx, run_id: FromPath[str], data: JSONBody[ResumeRequest]) -> Stream:
+async def stream_resume(ctx: Ctx, run_id: FromPath[str], data: JSONBody[ResumeRequest],
+                        idempotency_key: IdempotencyKey = None) -> Stream:
     row = await ctx.engine.store.get_run(run_id)
     if row is None:
         raise RunNotFound(f"run '{run_id}' not found")
-    await ctx.engine.resume(run_id, data.response)
+    await ctx.engine.resume(run_id, data.response, idempotency_key=idempotency_key)
     return event_stream(ctx.feed(run_id, after=row["last_seq"]))  # the paused run's last event was `done`
 
 

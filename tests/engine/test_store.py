@@ -144,3 +144,23 @@ async def test_text_with_nul_characters_is_stored(make_engine, db_url) -> None:
     result = await engine.run("nul", "a\x00b")
     stored = await engine.result(result.run_id)
     assert (result.status, stored.shared_state["out"], stored.response) == ("completed", "a\x00b!", "a\ufffdb!")
+
+
+async def test_a_repeated_resume_with_the_same_idempotency_key_is_not_a_conflict(make_engine, db_url) -> None:
+    runs = 0
+
+    async def count(ctx: Any) -> StepResult:
+        nonlocal runs
+        runs += 1
+        return StepResult(output="done")
+
+    engine = await make_engine(db_url, GATE_RACE, executors={"agent": count})
+    paused = await engine.run("race")
+    outcomes = await asyncio.gather(
+        *(engine.resume(paused.run_id, {"decision": "approve"}, idempotency_key="k1") for _ in range(10)),
+        return_exceptions=True)
+    again = await engine.resume(paused.run_id, {"decision": "approve"}, idempotency_key="k1")
+    with pytest.raises(NotPaused):
+        await engine.resume(paused.run_id, {"decision": "approve"}, idempotency_key="k2")
+    assert (outcomes, again, runs, (await engine.wait(paused.run_id)).status) == (
+        [paused.run_id] * 10, paused.run_id, 1, "completed")

@@ -105,3 +105,15 @@ def test_cancelling_a_running_run_ends_its_stream(settings: Settings) -> None:
             assert api.get(f"/orchestrations/runs/{run_id}").json()["status"] == "cancelled"
     finally:
         server.stop()
+
+
+async def test_a_resume_repeated_with_its_idempotency_key_gets_the_same_outcome(aapi: httpx.AsyncClient) -> None:
+    run_id = (await aapi.post(RUN, json={"message": "twice"})).json()["run_id"]
+    headers = {"Idempotency-Key": "answer-1"}
+    body = {"response": {"decision": "approve"}}
+    first, second = await asyncio.gather(*(aapi.post(f"/orchestrations/runs/{run_id}/resume", json=body,
+                                                     headers=headers) for _ in range(2)))
+    third = await aapi.post(f"/orchestrations/runs/{run_id}/resume", json=body, headers=headers)
+    other = await aapi.post(f"/orchestrations/runs/{run_id}/resume", json=body, headers={"Idempotency-Key": "x"})
+    assert [r.status_code for r in (first, second, third, other)] == [200, 200, 200, 409]
+    assert first.json()["status"] == second.json()["status"] == third.json()["status"] == "completed"

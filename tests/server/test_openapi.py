@@ -45,6 +45,10 @@ def test_the_api_conforms_to_its_openapi_document(live: LiveServer) -> None:
                 # Unknown query parameters and headers are ignored, as HTTP APIs usually do, so
                 # "invalid" requests that only add those succeed.
                 excluded = [positive_data_acceptance] if "cursor" in (case.query or {}) else []
+                # A schema-valid answer can still be the wrong answer for the gate in front of it
+                # (a select value that is not an option): that is a 422, not a broken schema.
+                if case.path.endswith("/resume") or case.path.endswith("/resume/stream"):
+                    excluded = [positive_data_acceptance]
                 if mode is GenerationMode.NEGATIVE:
                     excluded.append(negative_data_rejection)
                 case.call_and_validate(base_url=live.url, headers=AUTH, timeout=15, excluded_checks=excluded)
