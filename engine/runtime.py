@@ -296,6 +296,7 @@ class Engine:
                 graph.schema.apply({}, key, answer, step_id=gate_step.id)
             except StateWriteError as exc:
                 raise InvalidAnswer({"response": exc.message}) from None
+        self._results.pop(run_id, None)  # from here on, a cached "paused" result may be stale
         epoch = await self.store.claim_paused(run_id, self.owner, self.services.settings.lease_seconds, idem)
         if epoch is None:
             if idem is not None and await self.store.idempotent_run(idem) == run_id:
@@ -309,6 +310,7 @@ class Engine:
         """Load a run this process just claimed, apply `first` to its driver, and drive it. A
         cancel that lands in between wins (NotPaused); anything else fails the run rather than
         leaving it claimed and idle."""
+        self._results.pop(run_id, None)  # the result it stopped with before is stale from now on
         try:
             row = await self.store.get_run(run_id)
             assert row is not None
@@ -331,6 +333,7 @@ class Engine:
             await self.resume(child_id, response)
         except NotPaused:
             pass  # answered already (directly, or by a racing resume): the parent still catches up
+        self._results.pop(row["id"], None)
         epoch = await self.store.claim_paused(row["id"], self.owner, self.services.settings.lease_seconds)
         if epoch is None:
             raise NotPaused(f"run '{row['id']}' is no longer paused")
