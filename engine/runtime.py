@@ -274,6 +274,14 @@ class Engine:
         idem = f"resume:{run_id}:{idempotency_key}" if idempotency_key else None
         if idem is not None and await self.store.idempotent_run(idem) == run_id:
             return run_id
+        try:
+            return await self._resume(run_id, response, step_id, idem)
+        except NotPaused:
+            if idem is not None and await self.store.idempotent_run(idem) == run_id:
+                return run_id  # a concurrent repeat of this very request won
+            raise
+
+    async def _resume(self, run_id: str, response: Any, step_id: str | None, idem: str | None) -> str:
         row = await self.store.get_run(run_id)
         if row is None:
             raise RunNotFound(f"run '{run_id}' not found")
@@ -299,8 +307,6 @@ class Engine:
         self._results.pop(run_id, None)  # from here on, a cached "paused" result may be stale
         epoch = await self.store.claim_paused(run_id, self.owner, self.services.settings.lease_seconds, idem)
         if epoch is None:
-            if idem is not None and await self.store.idempotent_run(idem) == run_id:
-                return run_id  # a concurrent repeat of this very request won
             raise NotPaused(f"run '{run_id}' is no longer paused")
         self._disarm_gate_timer(run_id)
         await self._continue_claimed(run_id, epoch, lambda driver: driver.answer_gate(gate["step_id"], answer))
