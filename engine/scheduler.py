@@ -98,7 +98,11 @@ def advance(graph: CompiledGraph, f: Frontier, token: Token, route: str | None, 
         f.next_id += 1
         f.scopes[scope.id] = scope
         for branch in fo.branches:
-            new.append(f.new_token(branch[0], token.scopes + (scope.id,), branch[1:]))
+            if branch[0] == fo.join and len(branch) == 1:
+                # A branch that is the join itself (next_step_id: [join, other]) has arrived.
+                _settle(f, scope, arrived=True, new=new)
+            else:
+                new.append(f.new_token(branch[0], token.scopes + (scope.id,), branch[1:]))
         return new
     if skipped:
         # A skip leads to the step's next_step_id. A run of skips that comes back to a step it

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
 from engine.steps import default_executors
@@ -64,15 +64,17 @@ class Multi:
 class Par:
     branches: list[Any]  # blocks or Multi
     bare: list[bool]  # a one-id branch written as `id` rather than `[id]`
-    join: Join
+    join: Join | None  # None: the branches meet at whatever follows the block
     id: str = ""
+    meet: str | None = ""  # the join's id (None: the branches never meet)
 
 
 @dataclass(eq=False)
 class Fan:
     head: Step  # its next_step_id is the list of branch heads
     branches: list[Any]  # blocks, or None: straight to the join
-    join: Join
+    join: Join | None
+    meet: str | None = ""
 
 
 @dataclass(eq=False)
@@ -110,7 +112,7 @@ class Escape:
     level: int  # 0: the innermost enclosing join, 1: the one around it, ...
     other: Any  # block, or None: straight to what follows
     id: str = ""
-    target: str = ""
+    target: str | None = ""  # None: the fan-out it jumps to has nothing after it either
 
 
 LEAF = st.builds(Step, st.sampled_from(["agent", "print"]), st.sampled_from(["own", "log", "count"]))
@@ -118,16 +120,22 @@ JOIN = st.builds(Join, st.sampled_from(["print", "merge"]), st.sampled_from(["li
 
 
 @st.composite
-def blocks(draw: Any, depth: int, fans: int) -> Any:
+def blocks(draw: Any, depth: int, fans: int, after: bool = False) -> Any:
+    """A block; `after`: something follows it (a step, or the join its branch runs to)."""
     kinds = ["step"]
     if depth > 0:
-        kinds += ["seq", "par", "fan", "diamond", "ifend", "switch"] + (["escape"] if fans else [])
+        kinds += ["seq", "par", "fan", "diamond", "ifend", "switch", "par", "fan", "seq"] + (
+            ["escape", "escape"] if fans else [])
     kind = draw(st.sampled_from(kinds))
     if kind == "step":
         return draw(LEAF)
-    sub, inner = blocks(depth - 1, fans), blocks(depth - 1, fans + 1)
+    sub = blocks(depth - 1, fans, after)
     if kind == "seq":
-        return Seq(draw(st.lists(sub, min_size=2, max_size=3)))
+        n = draw(st.integers(2, 3))
+        return Seq([draw(blocks(depth - 1, fans, after or i < n - 1)) for i in range(n)])
+    if kind in ("par", "fan"):  # a fan-out with no join step meets at what follows it, if anything
+        join = draw(JOIN | st.none())
+        inner = blocks(depth - 1, fans + 1, after or join is not None)
     if kind == "par":
         n = draw(st.integers(2, 4))
         branches = [
@@ -135,16 +143,17 @@ def blocks(draw: Any, depth: int, fans: int) -> Any:
             if draw(st.integers(0, 3)) == 3 else draw(inner)
             for _ in range(n)
         ]
-        return Par(branches, draw(st.lists(st.booleans(), min_size=n, max_size=n)), draw(JOIN))
+        return Par(branches, draw(st.lists(st.booleans(), min_size=n, max_size=n)), join)
     if kind == "fan":
         n = draw(st.integers(2, 3))
-        direct = draw(st.integers(-1, n + 2))  # at most one branch goes straight to the join
+        # At most one branch goes straight to the join (when there is one).
+        direct = draw(st.integers(-1, n + 2)) if after or join is not None else -1
         branches = [None if i == direct else draw(inner) for i in range(n)]
-        return Fan(draw(LEAF), branches, draw(JOIN))
+        return Fan(draw(LEAF), branches, join)
     if kind == "diamond":
-        empty = draw(st.sampled_from([None, "yes", "no"]))
-        yes = None if empty == "yes" else draw(sub)
-        no = None if empty == "no" else draw(sub)
+        empty = draw(st.sampled_from([None, "yes", "no"] + (["both"] if after else [])))
+        yes = None if empty in ("yes", "both") else draw(sub)
+        no = None if empty in ("no", "both") else draw(sub)
         return Diamond(draw(st.booleans()), yes, no)
     if kind == "ifend":
         return IfEnd(draw(st.booleans()), draw(st.booleans()), draw(st.sampled_from(["end", "null", "fallthrough"])),
@@ -153,7 +162,8 @@ def blocks(draw: Any, depth: int, fans: int) -> Any:
         labels = ["a", "b", "c"][: draw(st.integers(2, 3))]
         cases = {label: draw(st.none() | sub) if draw(st.integers(0, 3)) == 3 else draw(sub) for label in labels}
         return Switch(draw(st.sampled_from(labels + ["zz"])), cases, draw(sub))
-    return Escape(draw(st.booleans()), draw(st.booleans()), draw(st.integers(0, fans - 1)), draw(st.none() | sub))
+    return Escape(draw(st.booleans()), draw(st.booleans()), draw(st.integers(0, fans - 1)),
+                  draw(st.none() | sub) if after else draw(sub))
 
 
 def assign_ids(root: Any) -> dict[str, int]:
@@ -187,7 +197,8 @@ def assign_ids(root: Any) -> dict[str, int]:
                 walk(n.head)
             for b in n.branches:
                 walk(b)
-            n.join.id = name("j")
+            if n.join is not None:
+                n.join.id = name("j")
         elif isinstance(n, Diamond):
             n.id = name("i")
             walk(n.yes)
@@ -210,62 +221,51 @@ def assign_ids(root: Any) -> dict[str, int]:
     return order
 
 
-def subtree_ids(n: Any) -> Iterator[str]:
-    if n is None:
-        return
-    if isinstance(n, (Step, Gate)):
-        yield n.id
-    elif isinstance(n, Seq):
-        for it in n.items:
-            yield from subtree_ids(it)
-    elif isinstance(n, Multi):
-        for m in n.steps:
-            yield m.id
-        yield from subtree_ids(n.tail)
-    elif isinstance(n, (Par, Fan)):
-        yield n.id if isinstance(n, Par) else n.head.id
-        for b in n.branches:
-            yield from subtree_ids(b)
-        yield n.join.id
-    elif isinstance(n, Diamond):
-        yield n.id
-        yield from subtree_ids(n.yes)
-        yield from subtree_ids(n.no)
-    elif isinstance(n, IfEnd):
-        yield n.id
-        if n.end_id:
-            yield n.end_id
-        yield from subtree_ids(n.other)
-    elif isinstance(n, Switch):
-        yield n.id
-        for b in n.cases.values():
-            yield from subtree_ids(b)
-        yield from subtree_ids(n.default)
-    elif isinstance(n, Escape):
-        yield n.id
-        yield from subtree_ids(n.other)
-
-
-def fanouts(n: Any) -> Iterator[Par | Fan]:
-    if n is None or isinstance(n, (Step, Gate)):
-        return
-    if isinstance(n, (Par, Fan)):
-        yield n
-    kids: list[Any] = []
+def children(n: Any) -> list[Any]:
     if isinstance(n, Seq):
-        kids = n.items
-    elif isinstance(n, Multi):
-        kids = [n.tail]
-    elif isinstance(n, (Par, Fan)):
-        kids = n.branches
-    elif isinstance(n, Diamond):
-        kids = [n.yes, n.no]
-    elif isinstance(n, (IfEnd, Escape)):
-        kids = [n.other]
-    elif isinstance(n, Switch):
-        kids = [*n.cases.values(), n.default]
-    for k in kids:
-        yield from fanouts(k)
+        return n.items
+    if isinstance(n, Multi):
+        return [*n.steps, n.tail]
+    if isinstance(n, Par):
+        return n.branches
+    if isinstance(n, Fan):
+        return [n.head, *n.branches]
+    if isinstance(n, Diamond):
+        return [n.yes, n.no]
+    if isinstance(n, (IfEnd, Escape)):
+        return [n.other]
+    if isinstance(n, Switch):
+        return [*n.cases.values(), n.default]
+    return []
+
+
+def nodes(n: Any) -> Iterator[Any]:
+    if n is not None:
+        yield n
+        for c in children(n):
+            yield from nodes(c)
+
+
+def subtree_ids(n: Any) -> set[str]:
+    ids: set[str] = set()
+    for m in nodes(n):
+        if isinstance(m, (Step, Gate, Par, Diamond, IfEnd, Switch, Escape)):
+            ids.add(m.id)
+        if isinstance(m, IfEnd) and m.end_id:
+            ids.add(m.end_id)
+        if isinstance(m, (Par, Fan)) and m.join is not None:
+            ids.add(m.join.id)
+    return ids
+
+
+def first_id(n: Any) -> str:
+    if isinstance(n, Seq):
+        return first_id(n.items[0])
+    return n.head.id if isinstance(n, Fan) else n.id
+
+
+def fanouts(root: Any) -> list[Par | Fan]:
+    return [m for m in nodes(root) if isinstance(m, (Par, Fan))]
 
 
 # -- the YAML text -----------------------------------------------------------------------------
@@ -317,7 +317,7 @@ class Builder:
                             next_step_id=cont)
         return self.add(n.id, type="agent", output_key={"own": f"o_{n.id}"}.get(n.key, n.key), next_step_id=cont)
 
-    def build(self, n: Any, cont: str | None, joins: tuple[str, ...]) -> str | None:
+    def build(self, n: Any, cont: str | None, joins: tuple[str | None, ...]) -> str | None:
         if n is None:
             return cont
         if isinstance(n, (Step, Gate)):
@@ -328,28 +328,29 @@ class Builder:
             return cont
         if isinstance(n, (Par, Fan)):
             j = n.join
+            meet = n.meet = j.id if j is not None else cont
             heads: list[Any] = []
             for i, b in enumerate(n.branches):
                 if isinstance(b, Multi):
-                    after = self.build(b.tail, j.id, joins + (j.id,))
+                    after = self.build(b.tail, meet, joins + (meet,))
                     for m in b.steps[:-1]:
                         self.leaf(m, None)
                     self.leaf(b.steps[-1], after)
                     heads.append([m.id for m in b.steps])
                 else:
-                    head = self.build(b, j.id, joins + (j.id,))
+                    head = self.build(b, meet, joins + (meet,))
                     heads.append(head if isinstance(n, Fan) or n.bare[i] else [head])
             firsts = [h[0] if isinstance(h, list) else h for h in heads]
-            if j.kind == "merge":
+            if j is not None and j.kind == "merge":
                 keys = [self.steps[h]["output_key"] for h in firsts if h in self.steps
                         and self.steps[h].get("output_key", "").startswith("o_")]
                 self.add(j.id, type="merge", input_keys=["flags", *keys], merge_strategy=j.strategy,
                          output_key=f"o_{j.id}", next_step_id=cont)
-            else:
+            elif j is not None:
                 self.add(j.id, type="print", print_content=f"joined {j.id}", output_key=f"o_{j.id}",
                          next_step_id=cont)
             if isinstance(n, Par):
-                return self.add(n.id, type="parallel", parallel_branches=heads, next_step_id=j.id)
+                return self.add(n.id, type="parallel", parallel_branches=heads, next_step_id=meet)
             self.leaf(n.head, None)
             self.steps[n.head.id]["next_step_id"] = heads
             return n.head.id
@@ -378,32 +379,8 @@ class Builder:
 
 
 def flags_of(root: Any) -> dict[str, Any]:
-    flags: dict[str, Any] = {}
-
-    def walk(n: Any) -> None:
-        if isinstance(n, (Diamond, IfEnd, Switch, Escape)):
-            flags[n.id] = n.value
-        for f in fanouts_and_routers(n):
-            walk(f)
-
-    walk(root)
-    return flags
-
-
-def fanouts_and_routers(n: Any) -> list[Any]:
-    if isinstance(n, Seq):
-        return n.items
-    if isinstance(n, Multi):
-        return [*n.steps, n.tail]
-    if isinstance(n, (Par, Fan)):
-        return n.branches
-    if isinstance(n, Diamond):
-        return [n.yes, n.no]
-    if isinstance(n, (IfEnd, Escape)):
-        return [n.other]
-    if isinstance(n, Switch):
-        return [*n.cases.values(), n.default]
-    return []
+    """The initial `state.flags`: the route every router takes."""
+    return {m.id: m.value for m in nodes(root) if isinstance(m, (Diamond, IfEnd, Switch, Escape))}
 
 
 @dataclass
@@ -428,20 +405,26 @@ def render_graph(root: Any, order: dict[str, float]) -> Graph:
 CONT, DEAD, BLOCKED = "cont", "dead", "blocked"
 
 
-def expected(n: Any, *, gate_blocks: bool = False) -> tuple[set[str], str, frozenset[str]]:
-    """(steps that run, how the block ends, enclosing joins it reached by jumping)."""
+def expected(n: Any, blocked: frozenset[str] = frozenset(), parked: list[str] | None = None,
+             ) -> tuple[set[str], str, frozenset[str]]:
+    """(steps that run, how the block ends, enclosing joins it reached by jumping), with the
+    gates in `blocked` unanswered; the gates where the run then waits are added to `parked`."""
     none: frozenset[str] = frozenset()
     if n is None:
         return set(), CONT, none
     if isinstance(n, Step):
         return {n.id}, CONT, none
     if isinstance(n, Gate):
-        return (set(), BLOCKED, none) if gate_blocks else ({n.id}, CONT, none)
+        if n.id in blocked:
+            if parked is not None:
+                parked.append(n.id)
+            return set(), BLOCKED, none
+        return {n.id}, CONT, none
     if isinstance(n, (Seq, Multi)):
         ran: set[str] = set()
         jumps: set[str] = set()
         for it in (n.items if isinstance(n, Seq) else [*n.steps, n.tail]):
-            r, how, j = expected(it, gate_blocks=gate_blocks)
+            r, how, j = expected(it, blocked, parked)
             ran |= r
             jumps |= j
             if how != CONT:
@@ -450,37 +433,37 @@ def expected(n: Any, *, gate_blocks: bool = False) -> tuple[set[str], str, froze
     if isinstance(n, (Par, Fan)):
         ran = {n.id if isinstance(n, Par) else n.head.id}
         jumps = set()
-        arrived = blocked = False
+        arrived = waiting = False
         for b in n.branches:
-            r, how, j = expected(b, gate_blocks=gate_blocks)
+            r, how, j = expected(b, blocked, parked)
             ran |= r
-            blocked |= how == BLOCKED
-            arrived |= how == CONT or n.join.id in j
-            jumps |= j - {n.join.id}
-        if blocked:
+            waiting |= how == BLOCKED
+            arrived |= how == CONT or n.meet in j
+            jumps |= j - {n.meet}
+        if waiting:
             return ran, BLOCKED, frozenset(jumps)
         if isinstance(n, Par) or arrived:
-            return ran | {n.join.id}, CONT, frozenset(jumps)
+            return ran | ({n.join.id} if n.join is not None else set()), CONT, frozenset(jumps)
         return ran, DEAD, frozenset(jumps)
     if isinstance(n, Diamond):
-        r, how, j = expected(n.yes if n.value else n.no, gate_blocks=gate_blocks)
+        r, how, j = expected(n.yes if n.value else n.no, blocked, parked)
         return {n.id} | r, how, j
     if isinstance(n, IfEnd):
         if n.value == n.ends_on:
             if n.how == "end":
                 return {n.id, n.end_id}, DEAD, none
             return {n.id}, (CONT if n.how == "fallthrough" else DEAD), none
-        r, how, j = expected(n.other, gate_blocks=gate_blocks)
+        r, how, j = expected(n.other, blocked, parked)
         return {n.id} | r, how, j
     if isinstance(n, Switch):
         if n.value in n.cases and n.cases[n.value] is None:
             return {n.id}, DEAD, none
-        r, how, j = expected(n.cases.get(n.value, n.default), gate_blocks=gate_blocks)
+        r, how, j = expected(n.cases.get(n.value, n.default), blocked, parked)
         return {n.id} | r, how, j
     assert isinstance(n, Escape)
     if n.value == n.on:
-        return {n.id}, DEAD, frozenset({n.target})
-    r, how, j = expected(n.other, gate_blocks=gate_blocks)
+        return {n.id}, DEAD, frozenset({n.target} if n.target else ())
+    r, how, j = expected(n.other, blocked, parked)
     return {n.id} | r, how, j
 
 
@@ -589,7 +572,7 @@ def joins_wait_for_their_branches(graph: Graph, rec: Recorder | None, order: lis
     """No join starts before every step of its branches that ran has finished (executor log),
     and none completes before them (step_history order)."""
     for fo in fanouts(graph.root):
-        j = fo.join.id
+        j = fo.meet
         if j not in order:
             continue
         inside = [sid for b in fo.branches for sid in subtree_ids(b) if sid in order]
@@ -648,30 +631,33 @@ def gate_slots(n: Any, out: list[tuple[str, Any, Any]]) -> None:
 
 @st.composite
 def gated_graphs(draw: Any) -> tuple[Graph, Graph]:
-    """The same graph without and with one human gate (`h0`), placed before a random block or
-    among the members of a multi-step branch."""
+    """The same graph without and with one or two human gates (`h0`, `h1`), each placed before
+    a random block or among the members of a multi-step branch."""
     root = Seq([draw(blocks(3, 0))])
     order: dict[str, float] = dict(assign_ids(root))
     gated = copy.deepcopy(root)
-    slots: list[tuple[str, Any, Any]] = []
-    gate_slots(gated, slots)
-    how, holder, key = slots[draw(st.integers(0, len(slots) - 1))]
-    gate = Gate("h0")
-    if how == "member":
-        holder.insert(key, gate)
-        place = order[holder[key + 1].id] - 0.5 if key + 1 < len(holder) else order[holder[key - 1].id] + 0.5
-    else:
-        child = holder[key] if how == "item" else getattr(holder, key)
-        place = order[next(subtree_ids(child))] - 0.5
-        if how == "item":
-            holder[key] = Seq([gate, child])
+    for i in range(draw(st.integers(1, 2))):
+        slots: list[tuple[str, Any, Any]] = []
+        gate_slots(gated, slots)
+        how, holder, key = slots[draw(st.integers(0, len(slots) - 1))]
+        gate = Gate(f"h{i}")
+        if how == "member":
+            holder.insert(key, gate)
+            place = order[holder[key + 1].id] - 0.3 if key + 1 < len(holder) else order[holder[key - 1].id] + 0.3
         else:
-            setattr(holder, key, Seq([gate, child]))
-    return render_graph(root, order), render_graph(gated, {**order, "h0": place})
+            child = holder[key] if how == "item" else getattr(holder, key)
+            place = order[first_id(child)] - 0.3
+            if how == "item":
+                holder[key] = Seq([gate, child])
+            else:
+                setattr(holder, key, Seq([gate, child]))
+        order[gate.id] = place
+    return render_graph(root, order), render_graph(gated, order)
 
 
 SLEEPS = st.lists(st.sampled_from([0.0, 0.0, 0.001, 0.003]), min_size=7, max_size=7)
-SETTINGS = settings(max_examples=70, deadline=None, database=None, suppress_health_check=[
+SETTINGS = settings(max_examples=70, deadline=None, database=None, phases=[
+    Phase.explicit, Phase.generate, Phase.shrink], suppress_health_check=[
     HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -699,12 +685,44 @@ def test_random_acyclic_graphs_run_exactly_the_chosen_steps_once(tmp_path: Path,
     asyncio.run(body())
 
 
+async def answer_gates(engines: Engines, engine: Any, graph: Graph, result: Any, sleeps: list[float],
+                       picks: list[int], elsewhere: bool, db: str) -> tuple[Any, Any]:
+    """Answer the run's gates one at a time until it stops pausing. At every pause the run waits
+    at exactly the gates the model says it reached, and everything else that could run has run.
+    Returns the final result and the engine that drove it."""
+    gates = frozenset(sid for sid in graph.order if sid.startswith("h"))
+    answered: set[str] = set()
+    while True:
+        parked: list[str] = []
+        before, how, _ = expected(graph.root, gates - answered, parked)
+        if how != BLOCKED:
+            return result, engine
+        assert result.status == "paused", (result.status, result.response, f"expected to wait at {parked}")
+        row = await engine.store.get_run(result.run_id)
+        assert sorted(json.loads(row["gate"])) == sorted(parked)
+        assert result.human_input_required.step_id in parked
+        at_pause = history(result)
+        assert sorted(at_pause) == sorted(before), f"at the pause ran {sorted(at_pause)}, expected {sorted(before)}"
+        if elsewhere:  # a paused run survives its engine and resumes on another one
+            await engines.close(engine)
+            engine = await engines.make(db, graph, Recorder(sleeps))
+        pick = sorted(parked)[picks[len(answered)] % len(parked)]
+        await engine.resume(result.run_id, "ok", step_id=pick)
+        answered.add(pick)
+        result = await asyncio.wait_for(engine.wait(result.run_id), 20)
+
+
+PICKS = st.lists(st.integers(0, 1), min_size=2, max_size=2)
+
+
 @SETTINGS
-@given(pair=gated_graphs(), sleeps=SLEEPS)
-def test_a_gate_pauses_only_its_own_downstream_and_resuming_finishes_the_same_steps(
-        tmp_path: Path, pair: tuple[Graph, Graph], sleeps: list[float]) -> None:
+@given(pair=gated_graphs(), sleeps=SLEEPS, picks=PICKS, elsewhere=st.booleans())
+def test_gates_pause_only_their_own_downstream_and_resuming_finishes_the_same_steps(
+        tmp_path: Path, pair: tuple[Graph, Graph], sleeps: list[float], picks: list[int], elsewhere: bool) -> None:
     plain, gated = pair
-    note(gated.yaml + f"flags: {gated.flags}\nsleeps: {sleeps}")
+    gates = frozenset(sid for sid in gated.order if sid.startswith("h"))
+    note(gated.yaml + f"flags: {gated.flags}\nsleeps: {sleeps}\nanswer picks: {picks}\n"
+         f"resumed on another engine: {elsewhere}")
 
     async def body() -> None:
         async with Engines(tmp_path / uuid.uuid4().hex) as engines:
@@ -712,31 +730,53 @@ def test_a_gate_pauses_only_its_own_downstream_and_resuming_finishes_the_same_st
             assert free.status == "completed", free.response
             free_ran = history(free)
 
-            rec = Recorder(sleeps)
-            engine = await engines.make("gated.db", gated, rec)
+            engine = await engines.make("gated.db", gated, Recorder(sleeps))
             result = await asyncio.wait_for(engine.run("g", state={"flags": gated.flags}), 20)
-            before, how, _ = expected(gated.root, gate_blocks=True)
-            if how == BLOCKED:
-                assert result.status == "paused", (result.status, result.response)
-                assert result.human_input_required.step_id == "h0"
-                at_pause = history(result)
-                assert sorted(at_pause) == sorted(before), f"at the pause ran {sorted(at_pause)}, expected {sorted(before)}"
-                await engine.resume(result.run_id, "ok")
-                result = await asyncio.wait_for(engine.wait(result.run_id), 20)
+            result, _ = await answer_gates(engines, engine, gated, result, sleeps, picks, elsewhere, "gated.db")
             assert result.status == "completed", (result.status, result.response)
             order = history(result)
             want, _, _ = expected(gated.root)
             assert sorted(order) == sorted(want), f"ran {sorted(order)}, expected {sorted(want)}"
-            assert sorted(set(order) - {"h0"}) == sorted(free_ran)
+            assert sorted(set(order) - gates) == sorted(free_ran)
             joins_wait_for_their_branches(gated, None, order)
 
     asyncio.run(body())
 
 
+async def cut_and_recover(engines: Engines, graph: Graph, sleeps: list[float], k: int,
+                          linger: float) -> tuple[str, Any, list[str], Recorder]:
+    """Start the run on an engine whose executions after the k-th never finish, close that
+    engine once it is stuck (or the run stopped), and recover the run on a second engine over
+    the same database. Returns the run id, the second engine, the steps whose completion was
+    committed before the close, and the second engine's recorder."""
+    first = Recorder(sleeps, block_after=k)
+    engine = await engines.make("cut.db", graph, first)
+    run_id = await engine.start("g", state={"flags": graph.flags})
+    waiting = asyncio.ensure_future(engine.wait(run_id))
+    stuck = asyncio.ensure_future(first.stuck.wait())
+    await asyncio.wait([waiting, stuck], timeout=20, return_when=asyncio.FIRST_COMPLETED)
+    if stuck.done() and linger:
+        await asyncio.sleep(linger)
+    await engines.close(engine)
+    for fut in (waiting, stuck):
+        fut.cancel()
+    await asyncio.gather(waiting, stuck, return_exceptions=True)
+
+    second = Recorder(sleeps)
+    engine2 = await engines.make("cut.db", graph, second)
+    done_before = [r["step_id"] for r in await engine2.store.step_records(run_id) if r["status"] == "completed"]
+    left_running = (await engine2.store.get_run(run_id))["status"] == "running"
+    recovered = await engine2.recover()
+    assert (run_id in recovered) == left_running, (recovered, left_running)
+    return run_id, engine2, done_before, second
+
+
 @SETTINGS
-@given(graph=graphs(), sleeps=SLEEPS, k=st.integers(0, 40), linger=st.sampled_from([0.0, 0.001, 0.004]))
+@given(graph=graphs(), sleeps=SLEEPS, k=st.integers(0, 60), linger=st.sampled_from([0.0, 0.001, 0.004]))
 def test_a_run_whose_engine_closed_mid_run_recovers_to_the_same_state(
         tmp_path: Path, graph: Graph, sleeps: list[float], k: int, linger: float) -> None:
+    want, _, _ = expected(graph.root)
+    k %= len(want)  # the engine is closed before the run can finish
     note(graph.yaml + f"flags: {graph.flags}\nsleeps: {sleeps}\nblock after {k} executions, linger {linger}")
 
     async def body() -> None:
@@ -744,31 +784,50 @@ def test_a_run_whose_engine_closed_mid_run_recovers_to_the_same_state(
             whole = await (await engines.make("whole.db", graph, Recorder(sleeps))).run("g", state={"flags": graph.flags})
             assert whole.status == "completed", whole.response
 
-            first = Recorder(sleeps, block_after=k)
-            engine = await engines.make("cut.db", graph, first)
-            run_id = await engine.start("g", state={"flags": graph.flags})
-            waiting = asyncio.ensure_future(engine.wait(run_id))
-            stuck = asyncio.ensure_future(first.stuck.wait())
-            await asyncio.wait([waiting, stuck], timeout=20, return_when=asyncio.FIRST_COMPLETED)
-            if stuck.done() and linger:
-                await asyncio.sleep(linger)
-            await engines.close(engine)
-            for fut in (waiting, stuck):
-                fut.cancel()
-            await asyncio.gather(waiting, stuck, return_exceptions=True)
-
-            second = Recorder(sleeps)
-            engine2 = await engines.make("cut.db", graph, second)
-            done_before = [r["step_id"] for r in await engine2.store.step_records(run_id) if r["status"] == "completed"]
-            await engine2.recover()
+            run_id, engine2, done_before, second = await cut_and_recover(engines, graph, sleeps, k, linger)
             result = await asyncio.wait_for(engine2.wait(run_id), 20)
             assert result.status == "completed", (result.status, result.response)
             order = history(result)
-            want, _, _ = expected(graph.root)
             assert sorted(order) == sorted(want), f"ran {sorted(order)}, expected {sorted(want)}"
             again = set(done_before) & set(second.started())
             assert not again, f"completed before the close, ran again after recovery: {sorted(again)}"
             assert sorted(done_before + second.started()) == sorted(want)
+            assert normal(result.shared_state) == normal(whole.shared_state)
+
+    asyncio.run(body())
+
+
+@SETTINGS
+@given(pair=gated_graphs(), sleeps=SLEEPS, k=st.integers(0, 60), linger=st.sampled_from([0.0, 0.001, 0.004]),
+       picks=PICKS)
+def test_a_gated_run_whose_engine_closed_mid_run_pauses_at_the_same_gates_and_ends_the_same(
+        tmp_path: Path, pair: tuple[Graph, Graph], sleeps: list[float], k: int, linger: float,
+        picks: list[int]) -> None:
+    _, gated = pair
+    gates = frozenset(sid for sid in gated.order if sid.startswith("h"))
+    want, _, _ = expected(gated.root)
+    k %= len(want)
+    note(gated.yaml + f"flags: {gated.flags}\nsleeps: {sleeps}\nblock after {k} executions, linger {linger}\n"
+         f"answer picks: {picks}")
+
+    async def body() -> None:
+        async with Engines(tmp_path / uuid.uuid4().hex) as engines:
+            engine = await engines.make("whole.db", gated, Recorder(sleeps))
+            whole = await engine.run("g", state={"flags": gated.flags})
+            whole, _ = await answer_gates(engines, engine, gated, whole, sleeps, picks, False, "whole.db")
+            assert whole.status == "completed", whole.response
+
+            run_id, engine2, done_before, second = await cut_and_recover(engines, gated, sleeps, k, linger)
+            result = await asyncio.wait_for(engine2.wait(run_id), 20)
+            result, _ = await answer_gates(engines, engine2, gated, result, sleeps, picks, False, "cut.db")
+            assert result.status == "completed", (result.status, result.response)
+            order = history(result)
+            assert sorted(order) == sorted(want), f"ran {sorted(order)}, expected {sorted(want)}"
+            again = set(done_before) & set(second.started())
+            assert not again, f"completed before the close, ran again after recovery: {sorted(again)}"
+            rerun = [sid for sid in second.started() if sid not in gates]
+            assert len(rerun) == len(set(rerun)), f"ran twice after recovery: {rerun}"
+            assert (set(done_before) | set(rerun)) - gates == want - gates
             assert normal(result.shared_state) == normal(whole.shared_state)
 
     asyncio.run(body())
