@@ -360,21 +360,28 @@ def _fanouts(g: "nx.DiGraph[str]", steps: Mapping[str, StepBase], back: set[tupl
     order: dict[str, int] | None = None
     fwd: nx.DiGraph[str] | None = None
     for s in steps.values():
+        fans = s.type == "parallel" or (len(s.next_ids) > 1 and s.type not in ("evaluator", "if_else", "switch"))
+        if fans and fwd is None:
+            fwd = nx.DiGraph()
+            fwd.add_nodes_from(g.nodes)
+            fwd.add_edges_from((u, v) for u, v, d in g.edges(data=True)
+                               if (u, v) not in back and d.get("kind") != "body")
+            order = {n: i for i, n in enumerate(nx.topological_sort(fwd))}
         if s.type == "parallel":
+            assert fwd is not None and order is not None
             branches = tuple(
                 tuple(x for x in ([br] if isinstance(br, str) else br) if x in steps)
                 for br in s.parallel_branches
             )
-            join = s.next_ids[0] if s.next_ids and s.next_ids[0] in steps else None
-            result[s.id] = FanOut(s.id, tuple(b for b in branches if b), join, True)
-        elif len(s.next_ids) > 1 and s.type not in ("evaluator", "if_else", "switch"):
-            if fwd is None:
-                fwd = nx.DiGraph()
-                fwd.add_nodes_from(g.nodes)
-                fwd.add_edges_from((u, v) for u, v, d in g.edges(data=True)
-                                   if (u, v) not in back and d.get("kind") != "body")
-                order = {n: i for i, n in enumerate(nx.topological_sort(fwd))}
-            assert order is not None
+            branches = tuple(b for b in branches if b)
+            convergence = s.next_ids[0] if s.next_ids and s.next_ids[0] in steps else None
+            # Branches that meet before the convergence step join there: the step where they
+            # meet runs once, after all of them, and the run goes on from it.
+            meet = _meeting_point(fwd, [b[-1] for b in branches], order) if len(branches) > 1 else None
+            join = meet if meet is not None and (convergence is None or order[meet] <= order[convergence]) else convergence
+            result[s.id] = FanOut(s.id, branches, join, True)
+        elif fans:
+            assert fwd is not None and order is not None
             heads = tuple((t,) for t in s.next_ids if t in steps)
             result[s.id] = FanOut(s.id, heads, _meeting_point(fwd, [h[0] for h in heads], order), False)
     return result
