@@ -388,13 +388,25 @@ def _fanouts(g: "nx.DiGraph[str]", steps: Mapping[str, StepBase], back: set[tupl
 
 
 def _meeting_point(fwd: "nx.DiGraph[str]", heads: list[str], order: Mapping[str, int]) -> str | None:
-    """The first step (in topological order) that every branch can reach: where the branches
-    meet. Branches that can also end elsewhere simply die there at run time."""
+    """Where the branches meet: the first step (in topological order) that every branch can
+    reach and that no path from the branches can go around to reach what lies after it.
+    Branches that end before it (no successor, a route to null) simply die there at run time."""
     common: set[str] | None = None
     for head in heads:
         reach = nx.descendants(fwd, head) | {head}
         common = reach if common is None else common & reach
-    return min(common, key=order.__getitem__) if common else None
+    for candidate in sorted(common or (), key=order.__getitem__):
+        after = nx.descendants(fwd, candidate)
+        seen, todo = set(), [h for h in heads if h != candidate]
+        while todo:
+            node = todo.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            todo.extend(n for n in fwd.successors(node) if n != candidate)
+        if not seen & after:
+            return candidate
+    return None
 
 
 def _suggest(name: str, known: Mapping[str, Any]) -> str:
