@@ -374,20 +374,18 @@ def _fanouts(g: "nx.DiGraph[str]", steps: Mapping[str, StepBase], back: set[tupl
                 for br in s.parallel_branches
             )
             branches = tuple(b for b in branches if b)
-            convergence = s.next_ids[0] if s.next_ids and s.next_ids[0] in steps else None
-            # Branches that meet before the convergence step join there: the step where they
-            # meet runs once, after all of them, and the run goes on from it.
-            meet = _meeting_point(fwd, [b[-1] for b in branches], order) if len(branches) > 1 else None
-            join = meet if meet is not None and (convergence is None or order[meet] <= order[convergence]) else convergence
+            join = s.next_ids[0] if s.next_ids and s.next_ids[0] in steps else None
             result[s.id] = FanOut(s.id, branches, join, True)
         elif fans:
             assert fwd is not None and order is not None
             heads = tuple((t,) for t in s.next_ids if t in steps)
-            result[s.id] = FanOut(s.id, heads, _meeting_point(fwd, [h[0] for h in heads], order), False)
+            ends = {sid for sid, st in steps.items() if st.type == "end"}
+            result[s.id] = FanOut(s.id, heads, _meeting_point(fwd, [h[0] for h in heads], order, ends), False)
     return result
 
 
-def _meeting_point(fwd: "nx.DiGraph[str]", heads: list[str], order: Mapping[str, int]) -> str | None:
+def _meeting_point(fwd: "nx.DiGraph[str]", heads: list[str], order: Mapping[str, int],
+                   ends: set[str]) -> str | None:
     """Where the branches meet: the first step (in topological order) that every branch can
     reach and that no path from the branches can go around to reach what lies after it.
     Branches that end before it (no successor, a route to null) simply die there at run time."""
@@ -396,6 +394,8 @@ def _meeting_point(fwd: "nx.DiGraph[str]", heads: list[str], order: Mapping[str,
         reach = nx.descendants(fwd, head) | {head}
         common = reach if common is None else common & reach
     for candidate in sorted(common or (), key=order.__getitem__):
+        if candidate in ends:  # branches that all may stop are not meeting there
+            continue
         after = nx.descendants(fwd, candidate)
         seen, todo = set(), [h for h in heads if h != candidate]
         while todo:

@@ -112,6 +112,8 @@ class Engine:
             self._heartbeat = asyncio.create_task(self._renew_leases())
 
     async def close(self) -> None:
+        if self.closing:
+            return
         self.closing = True
         if self._heartbeat is not None:
             self._heartbeat.cancel()
