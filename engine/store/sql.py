@@ -19,9 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-import msgspec
 from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, select, text, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlmodel import SQLModel
 
 from engine.store.prepared import Prepared, raw_connection, resolve, resolve_all
@@ -143,10 +142,6 @@ class SQLStore:
             self._readers.shutdown(wait=True)
             self._readers = None
         self._engine.dispose()
-
-    def drop_all(self) -> None:
-        """For tests: an empty database."""
-        SQLModel.metadata.drop_all(self._engine)
 
     # -- the writer thread -------------------------------------------------------------------
 
@@ -387,16 +382,6 @@ class SQLStore:
 
         await self._submit(work)
 
-    async def set_status(self, run_id: str, status: str, *, expect: Sequence[str], **values: Any) -> bool:
-        """Compare-and-set on status (cancel, gate timeout)."""
-
-        def work(conn: Any) -> bool:
-            res = conn.execute(update(RUNS).where(and_(RUNS.c.id == run_id, RUNS.c.status.in_(list(expect))))
-                               .values(status=status, updated_at=time.time(), **values))
-            return bool(res.rowcount == 1)
-
-        return await self._submit(work)  # type: ignore[no-any-return]
-
     async def end_run(self, run_id: str, status: str, message: str, *, expect: Sequence[str], events: list[Any],
                       deadline_passed: bool = False) -> bool:
         """Compare-and-set a run to a final status from outside its driver, fencing the driver off
@@ -423,14 +408,6 @@ class SQLStore:
             return True
 
         return bool(await self._submit(work))
-
-    async def add_events(self, run_id: str, events: Sequence[tuple[int, bytes]]) -> None:
-        def work(conn: Any) -> None:
-            conn.execute(self._insert_event, [{"run_id": run_id, "seq": s, "body": b} for s, b in events])
-            conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(last_seq=max(s for s, _ in events)))
-
-        if events:
-            await self._submit(work)
 
     async def add_api_key(self, key_id: str, name: str, key_hash: str) -> None:
         def work(conn: Any) -> None:
@@ -489,19 +466,5 @@ class SQLStore:
         rows = await self._in_reader(self._read, select(func.count()).select_from(t))
         return int(list(rows[0].values())[0])
 
-    def size_bytes(self) -> int | None:
-        """Bytes the database occupies (SQLite: the file plus its WAL)."""
-        if not self.is_sqlite:
-            with self._engine.connect() as conn:
-                return int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
-        import os
 
-        path = self.url.split("///", 1)[1]
-        return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
-
-
-def decode_json(data: bytes | str | None) -> Any:
-    return None if data is None else msgspec.json.decode(data)
-
-
-__all__ = ["SQLStore", "Checkpoint", "Fenced", "normalize_url", "decode_json", "IntegrityError"]
+__all__ = ["SQLStore", "Checkpoint", "Fenced", "normalize_url"]

@@ -12,7 +12,6 @@ import asyncio
 import concurrent.futures
 import functools
 import copy
-import functools
 import importlib
 import inspect
 import typing
