@@ -57,6 +57,12 @@ class CompiledStep:
     fanout: FanOut | None = None
     loop_owner: str | None = None  # set on loop body steps
     on_cycle: bool = False
+    # Where branches may meet (SPEC §3.2): `bit` is this step's place in the forward graph, and
+    # `merge_mask` (set on steps with several forward predecessors, when the graph fans out) holds
+    # the bits of every step that can reach it. A token that arrives here waits while a live
+    # token stands on any of those steps.
+    bit: int = 0
+    merge_mask: int = 0
 
 
 @dataclass(frozen=True)
@@ -247,7 +253,9 @@ def compile_orchestration(
         g[u][v]["back"] = (u, v) in back_edges
         g[u][v]["keys"] = _writes(steps[u])
 
-    fanouts = _fanouts(g, steps, back_edges, problem)
+    fwd = _forward(g, back_edges) if any(_fans(s) for s in steps.values()) else None
+    fanouts = _fanouts(fwd, steps) if fwd is not None else {}
+    bits, merge_masks = _merge_masks(fwd) if fwd is not None else ({}, {})
     cycles = tuple(sorted(
         (tuple(sorted(c, key=order.__getitem__)) for c in nx.strongly_connected_components(g)
          if len(c) > 1 or g.has_edge(next(iter(c)), next(iter(c)))),
@@ -271,7 +279,7 @@ def compile_orchestration(
             spec=s, type=s.type, writes=_writes(s), reads=frozenset(validator.reads[sid]),
             next=s.next_ids, routes=MappingProxyType(routes.get(sid, {})),
             expression=expressions.get(sid), fanout=fanouts.get(sid), loop_owner=loop_owner.get(sid),
-            on_cycle=sid in on_cycle,
+            on_cycle=sid in on_cycle, bit=bits.get(sid, 0), merge_mask=merge_masks.get(sid, 0),
         )
         for sid, s in steps.items()
     }
@@ -355,20 +363,24 @@ def _classify_back_edges(
     return back, order
 
 
-def _fanouts(g: "nx.DiGraph[str]", steps: Mapping[str, StepBase], back: set[tuple[str, str]], problem: Any) -> dict[str, FanOut]:
+def _fans(s: StepBase) -> bool:
+    return s.type == "parallel" or (len(s.next_ids) > 1 and s.type not in ("evaluator", "if_else", "switch"))
+
+
+def _forward(g: "nx.DiGraph[str]", back: set[tuple[str, str]]) -> "nx.DiGraph[str]":
+    """The graph without back edges and loop bodies: acyclic, what branches flow along."""
+    fwd: nx.DiGraph[str] = nx.DiGraph()
+    fwd.add_nodes_from(g.nodes)
+    fwd.add_edges_from((u, v) for u, v, d in g.edges(data=True) if (u, v) not in back and d.get("kind") != "body")
+    return fwd
+
+
+def _fanouts(fwd: "nx.DiGraph[str]", steps: Mapping[str, StepBase]) -> dict[str, FanOut]:
     result: dict[str, FanOut] = {}
-    order: dict[str, int] | None = None
-    fwd: nx.DiGraph[str] | None = None
+    order = {n: i for i, n in enumerate(nx.topological_sort(fwd))}
+    ends = {sid for sid, st in steps.items() if st.type == "end"}
     for s in steps.values():
-        fans = s.type == "parallel" or (len(s.next_ids) > 1 and s.type not in ("evaluator", "if_else", "switch"))
-        if fans and fwd is None:
-            fwd = nx.DiGraph()
-            fwd.add_nodes_from(g.nodes)
-            fwd.add_edges_from((u, v) for u, v, d in g.edges(data=True)
-                               if (u, v) not in back and d.get("kind") != "body")
-            order = {n: i for i, n in enumerate(nx.topological_sort(fwd))}
         if s.type == "parallel":
-            assert fwd is not None and order is not None
             branches = tuple(
                 tuple(x for x in ([br] if isinstance(br, str) else br) if x in steps)
                 for br in s.parallel_branches
@@ -376,12 +388,28 @@ def _fanouts(g: "nx.DiGraph[str]", steps: Mapping[str, StepBase], back: set[tupl
             branches = tuple(b for b in branches if b)
             join = s.next_ids[0] if s.next_ids and s.next_ids[0] in steps else None
             result[s.id] = FanOut(s.id, branches, join, True)
-        elif fans:
-            assert fwd is not None and order is not None
+        elif _fans(s):
             heads = tuple((t,) for t in s.next_ids if t in steps)
-            ends = {sid for sid, st in steps.items() if st.type == "end"}
             result[s.id] = FanOut(s.id, heads, _meeting_point(fwd, [h[0] for h in heads], order, ends), False)
     return result
+
+
+def _merge_masks(fwd: "nx.DiGraph[str]") -> tuple[dict[str, int], dict[str, int]]:
+    """A bit per step, in topological order, and for each step with several forward
+    predecessors the bits of all its ancestors (a bitset per step: cheap to test at run time)."""
+    bits: dict[str, int] = {}
+    ancestors: dict[str, int] = {}
+    masks: dict[str, int] = {}
+    for i, node in enumerate(nx.topological_sort(fwd)):
+        bits[node] = 1 << i
+        preds = list(fwd.predecessors(node))
+        acc = 0
+        for p in preds:
+            acc |= ancestors[p] | bits[p]
+        ancestors[node] = acc
+        if len(preds) > 1:
+            masks[node] = acc
+    return bits, masks
 
 
 def _meeting_point(fwd: "nx.DiGraph[str]", heads: list[str], order: Mapping[str, int],

@@ -7,6 +7,12 @@ successor, a route to null) dies. When every branch has arrived or died, the joi
 (for a `parallel` step always; for a list `next_step_id` only if some branch arrived), so joins
 never wait for dead branches. Tokens parked at human steps are `gates`.
 
+Branches may also meet before the join, at any step with several forward predecessors (SPEC
+§3.2 calls it a join too). A token that reaches such a step waits there while any other live
+token — ready, running, parked at a gate, or waiting at an earlier meeting step — can still
+reach it; then the tokens waiting there merge into one and the step runs once. With no other
+branch about, the wait ends at once, so a step after an if/else diamond runs as usual.
+
 The frontier is plain data and is stored with every checkpoint, so a restarted engine resumes
 exactly the tokens that were ready or in flight.
 """
@@ -44,9 +50,11 @@ class Frontier(msgspec.Struct):
     gates: list[Token] = []
     iterations: dict[str, int] = {}
     next_id: int = 1
+    waiting: list[Token] = []  # tokens held where branches meet, until no other can arrive
 
-    def new_token(self, step_id: str, scopes: tuple[int, ...], then: tuple[str, ...] = ()) -> Token:
-        tok = Token(self.next_id, step_id, scopes, then)
+    def new_token(self, step_id: str, scopes: tuple[int, ...], then: tuple[str, ...] = (),
+                  skips: tuple[str, ...] = ()) -> Token:
+        tok = Token(self.next_id, step_id, scopes, then, skips)
         self.next_id += 1
         self.tokens[tok.id] = tok
         return tok
@@ -84,40 +92,41 @@ def advance(graph: CompiledGraph, f: Frontier, token: Token, route: str | None, 
     step = graph.steps[token.step_id]
     new: list[Token] = []
     if token.then:
-        _move(f, token.scopes, token.then[0], token.then[1:], new)
-        return new
-    if step.fanout is not None and not skipped:
+        _move(graph, f, token.scopes, token.then[0], token.then[1:], new)
+    elif step.fanout is not None and not skipped:
         fo = step.fanout
         if not fo.branches:
             if fo.join:
-                _move(f, token.scopes, fo.join, (), new)
+                _move(graph, f, token.scopes, fo.join, (), new)
             else:
-                _end(f, token.scopes, new)
-            return new
-        scope = Scope(f.next_id, fo.join, len(fo.branches), token.scopes, fo.parallel, origin=step.spec.id)
-        f.next_id += 1
-        f.scopes[scope.id] = scope
-        for branch in fo.branches:
-            if branch[0] == fo.join and len(branch) == 1:
-                # A branch that is the join itself (next_step_id: [join, other]) has arrived.
-                _settle(f, scope, arrived=True, new=new)
-            else:
-                new.append(f.new_token(branch[0], token.scopes + (scope.id,), branch[1:]))
-        return new
-    if skipped:
+                _end(graph, f, token.scopes, new)
+        else:
+            scope = Scope(f.next_id, fo.join, len(fo.branches), token.scopes, fo.parallel, origin=step.spec.id)
+            f.next_id += 1
+            f.scopes[scope.id] = scope
+            for branch in fo.branches:
+                if branch[0] == fo.join and len(branch) == 1:
+                    # A branch that is the join itself (next_step_id: [join, other]) has arrived.
+                    _settle(graph, f, scope, arrived=True, new=new)
+                else:
+                    _move(graph, f, token.scopes + (scope.id,), branch[0], branch[1:], new)
+    elif skipped:
         # A skip leads to the step's next_step_id. A run of skips that comes back to a step it
         # already skipped ends the branch (two exhausted steps would hand the token back and forth).
         chain = token.skips + (step.spec.id,)
         nexts = tuple(t for t in step.next if t not in chain)
+        if not nexts:
+            _end(graph, f, token.scopes, new)
+        for target in nexts:
+            _move(graph, f, token.scopes, target, (), new, chain)
     else:
-        chain, nexts = (), targets(step, route)
-    if not nexts:
-        _end(f, token.scopes, new)
-    for target in nexts:
-        _move(f, token.scopes, target, (), new)
-    for tok in new:
-        if chain and tok.step_id in nexts:
-            tok.skips = chain
+        nexts = targets(step, route)
+        if not nexts:
+            _end(graph, f, token.scopes, new)
+        for target in nexts:
+            _move(graph, f, token.scopes, target, (), new)
+    while f.waiting and _release(graph, f, new):
+        pass
     return new
 
 
@@ -136,30 +145,35 @@ def unpark(f: Frontier, step_id: str) -> Token | None:
     return None
 
 
-def _move(f: Frontier, scopes: tuple[int, ...], target: str, then: tuple[str, ...], new: list[Token]) -> None:
+def _move(graph: CompiledGraph, f: Frontier, scopes: tuple[int, ...], target: str, then: tuple[str, ...],
+          new: list[Token], skips: tuple[str, ...] = ()) -> None:
     scopes = tuple(s for s in scopes if s in f.scopes)
     for depth in range(len(scopes) - 1, -1, -1):
         scope = f.scopes[scopes[depth]]
         if scope.join == target:
             if depth == len(scopes) - 1:
-                _settle(f, scope, arrived=True, new=new)
+                _settle(graph, f, scope, arrived=True, new=new)
                 return
             # A branch of an inner fan-out jumps straight to an outer join. The outer branch
             # that holds the inner fan-out is not done until the inner fan-out is: record the
             # arrival now, and let the inner scope settle the outer branch (once) when it ends.
             scope.arrived += 1
-            _settle(f, f.scopes[scopes[-1]], arrived=False, new=new)
+            _settle(graph, f, f.scopes[scopes[-1]], arrived=False, new=new)
             return
-    new.append(f.new_token(target, scopes, then))
+    if graph.steps[target].merge_mask and not then:
+        f.waiting.append(Token(f.next_id, target, scopes, then, skips))
+        f.next_id += 1
+        return
+    new.append(f.new_token(target, scopes, then, skips))
 
 
-def _end(f: Frontier, scopes: tuple[int, ...], new: list[Token]) -> None:
+def _end(graph: CompiledGraph, f: Frontier, scopes: tuple[int, ...], new: list[Token]) -> None:
     live = [s for s in scopes if s in f.scopes]
     if live:
-        _settle(f, f.scopes[live[-1]], arrived=False, new=new)
+        _settle(graph, f, f.scopes[live[-1]], arrived=False, new=new)
 
 
-def _settle(f: Frontier, scope: Scope, *, arrived: bool, new: list[Token]) -> None:
+def _settle(graph: CompiledGraph, f: Frontier, scope: Scope, *, arrived: bool, new: list[Token]) -> None:
     if scope.id not in f.scopes:
         return
     scope.pending -= 1
@@ -168,9 +182,75 @@ def _settle(f: Frontier, scope: Scope, *, arrived: bool, new: list[Token]) -> No
         return
     del f.scopes[scope.id]
     if scope.join is not None and (scope.arrived or scope.parallel):
-        _move(f, scope.parent, scope.join, (), new)
+        _move(graph, f, scope.parent, scope.join, (), new)
     else:
-        _end(f, scope.parent, new)
+        _end(graph, f, scope.parent, new)
+
+
+def _release(graph: CompiledGraph, f: Frontier, new: list[Token]) -> bool:
+    """Let waiting tokens go where no other live token can still arrive: earliest meeting step
+    first, since a step released now may in turn hold back a later one. True if any went.
+
+    Live means a token that is ready, running, parked at a gate or waiting at another meeting
+    step, and the join of every open fan-out (its branches may end without an edge to it, and
+    still the join runs when they are done; the join may be this very step) — except the
+    fan-outs the waiting tokens themselves are in, which cannot finish before those tokens move
+    on. If nothing at all can move any
+    more (a fan-out whose branches run past its own join can make steps wait on each other),
+    the earliest meeting step goes."""
+    steps = graph.steps
+    live = 0
+    for tok in f.tokens.values():
+        live |= steps[tok.step_id].bit
+    for tok in f.gates:
+        live |= steps[tok.step_id].bit
+    at: dict[str, list[Token]] = {}
+    for tok in f.waiting:
+        live |= steps[tok.step_id].bit
+        at.setdefault(tok.step_id, []).append(tok)
+    joins = {sid: steps[sc.join].bit for sid, sc in f.scopes.items() if sc.join is not None}
+    order = sorted(at, key=lambda sid: steps[sid].bit)
+    go = []
+    for step_id in order:
+        mask = steps[step_id].merge_mask
+        if live & mask:
+            continue
+        if joins:
+            # An open fan-out whose join is this very step will bring a token here too.
+            own = {s for t in at[step_id] for s in t.scopes}
+            mask |= steps[step_id].bit
+            if any(bit & mask for sid, bit in joins.items() if sid not in own):
+                continue
+        go.append(step_id)
+    if not go and not f.tokens and not f.gates:
+        go = order[:1]
+    for step_id in go:
+        _merge(graph, f, step_id, at[step_id], new)
+    return bool(go)
+
+
+def _merge(graph: CompiledGraph, f: Frontier, step_id: str, group: list[Token], new: list[Token]) -> None:
+    f.waiting = [t for t in f.waiting if t.step_id != step_id]
+    if len(group) == 1:
+        tok = group[0]
+        tok.scopes = tuple(s for s in tok.scopes if s in f.scopes)
+        f.tokens[tok.id] = tok
+        new.append(tok)
+        return
+    # Several branches arrived: one token goes on, in the scopes they all share; each arriving
+    # branch ends in the scope it came from (which may complete an inner fan-out).
+    paths = [tuple(s for s in t.scopes if s in f.scopes) for t in group]
+    common: tuple[int, ...] = ()
+    for level in zip(*paths):
+        if any(x != level[0] for x in level):
+            break
+        common += (level[0],)
+    if common:
+        f.scopes[common[-1]].pending += 1
+    skips = tuple(dict.fromkeys(s for t in group for s in t.skips))
+    new.append(f.new_token(step_id, common, (), skips))
+    for path in paths:
+        _end(graph, f, path, new)
 
 
 def loop_guard(graph: CompiledGraph, f: Frontier, step_id: str) -> bool:
@@ -192,10 +272,11 @@ class _Stored(msgspec.Struct):
     scopes: dict[int, Scope] = {}
     gates: list[Token] = []
     next_id: int = 1
+    waiting: list[Token] = []
 
 
 def encode(f: Frontier) -> bytes:
-    return msgspec.json.encode(_Stored(f.tokens, f.scopes, f.gates, f.next_id))
+    return msgspec.json.encode(_Stored(f.tokens, f.scopes, f.gates, f.next_id, f.waiting))
 
 
 def decode(data: bytes | str, records: Sequence[Mapping[str, Any]] = ()) -> Frontier:
@@ -208,8 +289,9 @@ def decode(data: bytes | str, records: Sequence[Mapping[str, Any]] = ()) -> Fron
             iterations[r["step_id"]] = iterations.get(r["step_id"], 0) + 1
     for tok in s.gates:
         iterations[tok.step_id] = iterations.get(tok.step_id, 0) + 1
-    return Frontier(s.tokens, s.scopes, s.gates, iterations, s.next_id)
+    return Frontier(s.tokens, s.scopes, s.gates, iterations, s.next_id, s.waiting)
 
 
 def describe(f: Frontier) -> dict[str, Any]:
-    return {"ready": sorted(t.step_id for t in f.tokens.values()), "gates": [t.step_id for t in f.gates]}
+    return {"ready": sorted(t.step_id for t in f.tokens.values()), "gates": [t.step_id for t in f.gates],
+            "waiting": sorted(t.step_id for t in f.waiting)}

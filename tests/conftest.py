@@ -62,10 +62,10 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'orch.db'}"
 
 
-@pytest.fixture
-async def make_engine(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
-    """Build engines over a store URL with graphs given inline (YAML text) and executor
-    overrides; all are closed at teardown."""
+async def open_engine(url: str, *graphs: str, sandbox: Path, executors: dict[str, Any] | None = None,
+                      **settings: Any) -> Any:
+    """An open engine over `url` with graphs given inline (YAML or JSON text) and executor
+    overrides. The caller closes it."""
     from engine.compile import compile_catalog
     from engine.loader import Catalog, load_text
     from engine.runtime import Engine
@@ -73,20 +73,27 @@ async def make_engine(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[A
     from engine.settings import Settings
     from engine.store.sql import SQLStore
 
+    cfg = Settings(database_url=url, sandbox_root=str(sandbox), **settings)
+    services = build_services(cfg)
+    engine = Engine(SQLStore(url), services, executors=executors)
+    await engine.open()
+    catalog = Catalog()
+    for i, text in enumerate(graphs):
+        load_text(text, f"inline-{i}.yaml", catalog)
+    assert not catalog.errors, [str(p) for p in catalog.errors]
+    for result in compile_catalog(catalog, tools=set(services.tools.names())).values():
+        assert result.graph is not None, [str(p) for p in result.problems]
+        await engine.add_graph(result.graph)
+    return engine
+
+
+@pytest.fixture
+async def make_engine(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """Build engines (see `open_engine`); all are closed at teardown."""
     engines: list[Any] = []
 
     async def make(url: str, *graphs: str, executors: dict[str, Any] | None = None, **settings: Any) -> Any:
-        cfg = Settings(database_url=url, sandbox_root=str(tmp_path / "sandbox"), **settings)
-        services = build_services(cfg)
-        engine = Engine(SQLStore(url), services, executors=executors)
-        await engine.open()
-        catalog = Catalog()
-        for i, text in enumerate(graphs):
-            load_text(text, f"inline-{i}.yaml", catalog)
-        assert not catalog.errors, [str(p) for p in catalog.errors]
-        for oid, result in compile_catalog(catalog, tools=set(services.tools.names())).items():
-            assert result.graph is not None, [str(p) for p in result.problems]
-            await engine.add_graph(result.graph)
+        engine = await open_engine(url, *graphs, sandbox=tmp_path / "sandbox", executors=executors, **settings)
         engines.append(engine)
         return engine
 

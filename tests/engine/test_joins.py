@@ -1,0 +1,181 @@
+"""Where branches meet before their fan-out's join (SPEC §3.2): a step that several branches can
+reach waits for every live branch that may still arrive, and runs once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from engine import scheduler
+from engine.steps.base import StepResult
+
+
+def ran(result: Any) -> Counter[str]:
+    return Counter(h.step_id for h in result.step_history)
+
+
+def order(result: Any) -> list[str]:
+    return [h.step_id for h in result.step_history]
+
+
+CROSSING = """
+id: crossing
+name: Crossing
+state_schema:
+  flag: {type: bool, default: true}
+  trail: {type: "list[str]", reducer: append}
+steps:
+  - {id: P, type: parallel, parallel_branches: [r2, a4], next_step_id: j6}
+  - {id: r2, type: if_else, if_condition: "state.flag", if_true_step_id: a5, if_false_step_id: a3}
+  - {id: a4, type: agent, output_key: trail, next_step_id: a5}
+  - {id: a5, type: agent, output_key: trail, next_step_id: j6}
+  - {id: a3, type: agent, output_key: trail, next_step_id: j6}
+  - {id: j6, type: agent, output_key: trail}
+"""
+
+
+@pytest.mark.parametrize("flag", [True, False])
+@pytest.mark.parametrize("slow", ["r2", "a4"])
+async def test_a_step_two_branches_reach_runs_once_although_one_branch_can_go_around_it(
+        make_engine, sqlite_url, flag, slow):
+    async def exe(ctx: Any) -> StepResult:
+        if ctx.step.spec.id == slow:
+            await asyncio.sleep(0.02)
+        return StepResult(output=ctx.step.spec.id)
+
+    engine = await make_engine(sqlite_url, CROSSING, executors={"agent": exe})
+    result = await engine.run("crossing", "", {"flag": flag})
+    expected = {"P", "r2", "a4", "a5", "j6"} | ({"a3"} if not flag else set())
+    assert (result.status, ran(result)) == ("completed", Counter(expected))
+    assert order(result)[-1] == "j6"
+    assert sorted(result.shared_state["trail"]) == sorted(expected - {"P", "r2"})
+
+
+async def test_a_crossing_into_a_nested_join_waits_for_that_fan_out_to_finish(make_engine, sqlite_url):
+    """The branch of `x` jumps to `jn`, the join of the inner fan-out `n`, whose branches end
+    without an edge to it; `jn` still runs once, after them."""
+    graph = """
+id: nested
+name: Nested
+state_schema:
+  trail: {type: "list[str]", reducer: append}
+steps:
+  - {id: P, type: parallel, parallel_branches: [x, n], next_step_id: done}
+  - {id: x, type: agent, output_key: trail, next_step_id: cross}
+  - {id: cross, type: if_else, if_condition: "True", if_true_step_id: jn, if_false_step_id: done}
+  - {id: n, type: parallel, parallel_branches: [d1, d2], next_step_id: jn}
+  - {id: d1, type: agent, output_key: trail}
+  - {id: d2, type: agent, output_key: trail}
+  - {id: jn, type: agent, output_key: trail, next_step_id: done}
+  - {id: done, type: agent, output_key: trail}
+"""
+
+    async def exe(ctx: Any) -> StepResult:
+        if ctx.step.spec.id == "d1":
+            await asyncio.sleep(0.03)
+        return StepResult(output=ctx.step.spec.id)
+
+    engine = await make_engine(sqlite_url, graph, executors={"agent": exe})
+    result = await engine.run("nested")
+    assert (result.status, ran(result)) == ("completed", Counter(["P", "x", "cross", "n", "d1", "d2", "jn", "done"]))
+    assert order(result).index("jn") > order(result).index("d1")
+
+
+async def test_a_step_waits_for_a_gate_in_a_branch_that_can_reach_it(make_engine, sqlite_url):
+    graph = """
+id: gated
+name: Gated
+state_schema:
+  trail: {type: "list[str]", reducer: append}
+steps:
+  - {id: P, type: parallel, parallel_branches: [ask, quick], next_step_id: J}
+  - id: ask
+    type: human
+    human_fields: [{name: ok, type: boolean}]
+    next_step_id: check
+  - {id: check, type: if_else, if_condition: "state.human_response.ok", if_true_step_id: m, if_false_step_id: J}
+  - {id: quick, type: agent, output_key: trail, next_step_id: m}
+  - {id: m, type: agent, output_key: trail, next_step_id: J}
+  - {id: J, type: agent, output_key: trail}
+"""
+
+    async def exe(ctx: Any) -> StepResult:
+        return StepResult(output=ctx.step.spec.id)
+
+    engine = await make_engine(sqlite_url, graph, executors={"agent": exe})
+    paused = await engine.run("gated")
+    assert (paused.status, ran(paused)) == ("paused", Counter(["P", "quick"]))
+    await engine.resume(paused.run_id, {"ok": "yes"})
+    done = await engine.wait(paused.run_id)
+    assert (done.status, order(done)) == ("completed", ["P", "quick", "ask", "check", "m", "J"])
+    assert done.shared_state["trail"] == ["quick", "m", "J"]
+
+
+async def test_an_if_else_diamond_after_a_fan_out_runs_its_meeting_step_at_once(make_engine, sqlite_url):
+    """A meeting step no other branch can reach does not wait for unrelated branches."""
+    graph = """
+id: diamond
+name: Diamond
+state_schema:
+  trail: {type: "list[str]", reducer: append}
+steps:
+  - {id: P, type: parallel, parallel_branches: [slow, r], next_step_id: J}
+  - {id: slow, type: agent, output_key: trail, next_step_id: J}
+  - {id: r, type: if_else, if_condition: "True", if_true_step_id: t, if_false_step_id: f}
+  - {id: t, type: agent, output_key: trail, next_step_id: m}
+  - {id: f, type: agent, output_key: trail, next_step_id: m}
+  - {id: m, type: agent, output_key: trail, next_step_id: J}
+  - {id: J, type: agent, output_key: trail}
+"""
+    release = asyncio.Event()
+
+    async def exe(ctx: Any) -> StepResult:
+        if ctx.step.spec.id == "slow":
+            await release.wait()
+        if ctx.step.spec.id == "m":
+            release.set()
+        return StepResult(output=ctx.step.spec.id)
+
+    engine = await make_engine(sqlite_url, graph, executors={"agent": exe})
+    result = await asyncio.wait_for(engine.run("diamond"), 10)
+    assert (result.status, order(result)[-1], ran(result)) == (
+        "completed", "J", Counter(["P", "slow", "r", "t", "m", "J"]))
+
+
+async def test_branches_that_run_past_their_own_join_cannot_stall_the_run(make_engine, sqlite_url):
+    """`b1` runs past its parallel's join `J` into `W`, which `X` (after `J`) also reaches, and
+    `X` is where the outer branch `y` arrives: every step waits on another. When nothing else
+    can move, the earliest waiting step goes, so the run ends; `X` then runs once for `y` and
+    once after `J` (the graph asks for both)."""
+    graph = """
+id: tangle
+name: Tangle
+steps:
+  - {id: O, type: parallel, parallel_branches: [p, y], next_step_id: end}
+  - {id: p, type: parallel, parallel_branches: [b1], next_step_id: J}
+  - {id: b1, type: agent, output_key: o1, next_step_id: W}
+  - {id: J, type: agent, output_key: o2, next_step_id: X}
+  - {id: y, type: agent, output_key: o3, next_step_id: X}
+  - {id: X, type: agent, output_key: o4, next_step_id: W}
+  - {id: W, type: agent, output_key: o5, next_step_id: end}
+  - {id: end, type: agent, output_key: o6}
+"""
+
+    async def exe(ctx: Any) -> StepResult:
+        return StepResult(output=ctx.step.spec.id)
+
+    engine = await make_engine(sqlite_url, graph, executors={"agent": exe})
+    result = await asyncio.wait_for(engine.run("tangle"), 10)
+    assert result.status == "completed"
+    assert ran(result)["X"] == 2 and ran(result)["end"] == 1
+
+
+def test_waiting_tokens_are_kept_in_the_checkpoint():
+    f = scheduler.Frontier()
+    f.waiting.append(scheduler.Token(7, "m", (3,)))
+    back = scheduler.decode(scheduler.encode(f))
+    assert back.waiting == [scheduler.Token(7, "m", (3,))]
+    assert scheduler.decode(b'{"tokens": {}, "scopes": {}, "gates": [], "next_id": 4}').waiting == []
