@@ -22,6 +22,12 @@ from engine.stepctx import StepCtx, _Finished, execute_step
 from engine.steps.base import NO_OUTPUT, Executor, StepResult
 from engine.store.sql import Checkpoint, Fenced
 
+# Events reach live subscribers before they are committed (with the step that emitted them).
+# At most this many are ever uncommitted: more, and they are committed on their own. A run
+# recovered after a crash numbers its events from the last committed one plus this, so no
+# number a subscriber saw live is given to another event.
+LIVE_EVENTS = 1000
+
 if TYPE_CHECKING:
     from engine.runtime import Engine
 
@@ -59,6 +65,7 @@ class RunDriver:
         self._ready: list[tuple[Token, CompiledStep, StepCtx]] = []  # started, not yet running
         self._contexts: dict[int, StepCtx] = {}
         self._executors: Mapping[str, Executor] = engine.executors
+        self._event_flush: asyncio.Task[None] | None = None
 
     # -- events and cost ---------------------------------------------------------------------
 
@@ -67,6 +74,16 @@ class RunDriver:
         event.run_id, event.seq, event.ts = self.run_id, self.seq, time.time()
         self.pending.append(event)
         self.engine.hub.publish(event)
+        if len(self.pending) >= LIVE_EVENTS and self._event_flush is None:
+            self._event_flush = asyncio.get_running_loop().create_task(self._flush_events())
+
+    async def _flush_events(self) -> None:
+        try:
+            await self._checkpoint([])
+        except Fenced:
+            pass  # the run is someone else's now; the next checkpoint of this driver says so
+        finally:
+            self._event_flush = None
 
     def take_events(self) -> list[tuple[int, bytes]]:
         out = [(e.seq, encode_event(e)) for e in self.pending]
@@ -149,6 +166,8 @@ class RunDriver:
             await self._fail(self.failure)
         finally:
             self.active_seconds += time.monotonic() - began
+            if self._event_flush is not None:
+                await asyncio.gather(self._event_flush, return_exceptions=True)
         return self.status
 
     async def _start(self, token: Token) -> None:

@@ -26,7 +26,7 @@ from engine.errors import (
 from engine.events import Done, EventHub, OrchestrationError, RunStart, encode_event
 from engine.loader import decode_orchestration
 from engine.results import RunResult, build_result
-from engine.runner import RunDriver
+from engine.runner import LIVE_EVENTS, RunDriver
 from engine.services import Services
 from engine.spec import Agent
 from engine.steps import default_executors
@@ -314,7 +314,7 @@ class Engine:
         await self._continue_claimed(run_id, epoch, lambda driver: driver.answer_gate(gate["step_id"], answer))
         return run_id
 
-    async def _continue_claimed(self, run_id: str, epoch: int, first: Any) -> None:
+    async def _continue_claimed(self, run_id: str, epoch: int, first: Any, *, recovered: bool = False) -> None:
         """Load a run this process just claimed, apply `first` to its driver, and drive it. A
         cancel that lands in between wins (NotPaused); anything else fails the run rather than
         leaving it claimed and idle."""
@@ -323,6 +323,8 @@ class Engine:
             row = await self.store.get_run(run_id)
             assert row is not None
             driver = await self._load_driver(row, epoch)
+            if recovered:  # events the dead owner streamed but never committed keep their numbers
+                driver.seq += LIVE_EVENTS
             await first(driver)
         except Fenced:
             raise NotPaused(f"run '{run_id}' was ended while it was being resumed") from None
@@ -418,7 +420,7 @@ class Engine:
             if run_id in self._drivers:
                 continue
             try:
-                await self._continue_claimed(run_id, epoch, _nothing)
+                await self._continue_claimed(run_id, epoch, _nothing, recovered=True)
             except Exception:  # noqa: BLE001 - that run is marked failed; the others still recover
                 continue
             resumed.append(run_id)

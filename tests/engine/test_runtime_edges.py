@@ -219,3 +219,69 @@ steps:
     await b.resume(paused.run_id, "ok")
     done = await b.wait(paused.run_id)
     assert (done.status, done.response) == ("completed", "done")
+
+
+def _wide(n: int) -> str:
+    return (f"""
+id: wide
+name: Wide
+state_schema:
+  out: {{type: list, reducer: append}}
+steps:
+  - {{id: P, type: parallel, parallel_branches: [{', '.join(f'b{i}' for i in range(n))}], next_step_id: J}}
+""" + "".join(f"  - {{id: b{i}, type: agent, output_key: out, next_step_id: J}}\n" for i in range(n))
+            + "  - {id: J, type: agent, output_key: out}\n")
+
+
+async def _hang_and_watch(engine: Any) -> tuple[str, list[int], list[int]]:
+    """Start the run with every branch hanging; the seqs seen live and those committed."""
+    run_id = await engine.start("wide")
+    seen: list[int] = []
+    with engine.hub.subscribe(run_id) as sub:
+        while True:
+            try:
+                event = await sub.get(timeout=0.1)
+            except TimeoutError:
+                break
+            assert event is not None
+            seen.append(event.seq)
+    return run_id, seen, [s for s, _ in await engine.store.events(run_id)]
+
+
+async def _hang(ctx: Any) -> StepResult:
+    await asyncio.Event().wait()
+    return StepResult(output="never")
+
+
+async def _quick(ctx: Any) -> StepResult:
+    return StepResult(output=ctx.step.spec.id)
+
+
+async def test_event_numbers_streamed_live_are_never_given_to_other_events_after_recovery(make_engine, sqlite_url):
+    """Events reach subscribers before their step's checkpoint commits them. A run recovered
+    elsewhere numbers its events beyond any it can have streamed, so no number a subscriber
+    saw is reused for another event."""
+    from engine.events import decode_event
+
+    first = await make_engine(sqlite_url, _wide(3), executors={"agent": _hang})
+    run_id, seen, committed = await _hang_and_watch(first)
+    assert max(seen) > max(committed)  # the three step starts were streamed, not yet stored
+    await first.close()
+    second = await make_engine(sqlite_url, _wide(3), executors={"agent": _quick})
+    assert await second.recover() == [run_id]
+    done = await second.wait(run_id)
+    events = [decode_event(b) for _, b in await second.store.events(run_id)]
+    seqs = [e.seq for e in events]
+    assert done.status == "completed" and seqs == sorted(set(seqs))
+    assert [e.seq for e in events if e.seq > max(committed)][0] > max(seen)
+
+
+async def test_a_long_stretch_of_live_events_is_committed_without_waiting_for_a_step(
+        make_engine, sqlite_url, monkeypatch):
+    from engine import runner
+
+    monkeypatch.setattr(runner, "LIVE_EVENTS", 5)
+    engine = await make_engine(sqlite_url, _wide(8), executors={"agent": _hang})
+    run_id, seen, committed = await _hang_and_watch(engine)
+    # Run start, P's start and end, eight step starts: all stored while the steps still run.
+    assert (committed, seen) == (list(range(1, 12)), list(range(2, 12)))
