@@ -91,7 +91,13 @@ def advance(graph: CompiledGraph, f: Frontier, token: Token, route: str | None, 
     del f.tokens[token.id]
     step = graph.steps[token.step_id]
     new: list[Token] = []
-    if token.then:
+    if token.then and (chosen := _queue_exit(step, route)) is not None and chosen != token.then[:1]:
+        # A router inside a multi-step branch chose another way: the branch follows it.
+        if not chosen:
+            _end(graph, f, token.scopes, new)
+        for target in chosen:
+            _move(graph, f, token.scopes, target, (), new)
+    elif token.then:
         _move(graph, f, token.scopes, token.then[0], token.then[1:], new)
     elif step.fanout is not None and not skipped:
         fo = step.fanout
@@ -128,6 +134,21 @@ def advance(graph: CompiledGraph, f: Frontier, token: Token, route: str | None, 
     while f.waiting and _release(graph, f, new):
         pass
     return new
+
+
+def _queue_exit(step: CompiledStep, route: str | None) -> tuple[str, ...] | None:
+    """Where a router in a multi-step branch sends the branch; None: on to the next queued step
+    (no route chosen, or an if/else side with no target)."""
+    if step.type not in ("evaluator", "switch", "if_else") or route is None:
+        return None
+    if route in step.routes:
+        target = step.routes[route]
+        if target:
+            return (target,)
+        return None if step.type == "if_else" else ()
+    if step.type == "switch" and step.spec.switch_default_step_id:
+        return (step.spec.switch_default_step_id,)
+    return None
 
 
 def park(f: Frontier, token: Token) -> None:

@@ -179,3 +179,29 @@ def test_waiting_tokens_are_kept_in_the_checkpoint():
     back = scheduler.decode(scheduler.encode(f))
     assert back.waiting == [scheduler.Token(7, "m", (3,))]
     assert scheduler.decode(b'{"tokens": {}, "scopes": {}, "gates": [], "next_id": 4}').waiting == []
+
+
+@pytest.mark.parametrize("go", [True, False])
+async def test_a_router_inside_a_multi_step_branch_takes_the_branch_where_it_routes(make_engine, sqlite_url, go):
+    graph = """
+id: queued
+name: Queued
+state_schema:
+  go: {type: bool, default: false}
+  trail: {type: "list[str]", reducer: append}
+steps:
+  - {id: P, type: parallel, parallel_branches: [[a, r, b], [c]], next_step_id: J}
+  - {id: a, type: agent, output_key: trail}
+  - {id: r, type: if_else, if_condition: "state.go", if_true_step_id: x, if_false_step_id: b}
+  - {id: b, type: agent, output_key: trail, next_step_id: J}
+  - {id: x, type: agent, output_key: trail, next_step_id: J}
+  - {id: c, type: agent, output_key: trail, next_step_id: J}
+  - {id: J, type: agent, output_key: trail}
+"""
+
+    async def exe(ctx: Any) -> StepResult:
+        return StepResult(output=ctx.step.spec.id)
+
+    engine = await make_engine(sqlite_url, graph, executors={"agent": exe})
+    result = await engine.run("queued", "", {"go": go})
+    assert (result.status, ran(result)) == ("completed", Counter(["P", "a", "r", "x" if go else "b", "c", "J"]))
