@@ -174,3 +174,9 @@ class InvalidAnswer(RunStateError):
 
 class InvalidInput(RunStateError):
     code = "invalid_input"
+
+
+class IdempotencyConflict(RunStateError):
+    """An idempotency key came back with a different request than the one it was first used for."""
+
+    code = "idempotency_conflict"

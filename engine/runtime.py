@@ -20,8 +20,8 @@ import msgspec
 from engine import scheduler
 from engine.compile import CompiledGraph, CompiledStep, compile_definition
 from engine.errors import (
-    DefinitionError, GateTimeout, InvalidAnswer, InvalidInput, NotPaused, ProviderError, RunNotFound,
-    StateWriteError,
+    DefinitionError, GateTimeout, IdempotencyConflict, InvalidAnswer, InvalidInput, NotPaused, ProviderError,
+    RunNotFound, StateWriteError,
 )
 from engine.events import Done, EventHub, OrchestrationError, RunStart, encode_event
 from engine.loader import decode_orchestration
@@ -183,11 +183,27 @@ class Engine:
         created = await self.store.create_run(row, [(1, encode_event(start_event))], idempotency_key,
                                               steps=[record])
         if created != run_id:
+            if parent is None:  # a sub-orchestration step coming back for its child is a retry
+                await self._check_same_request(idempotency_key or "", created, graph.id, message, values)
             return created
         driver = RunDriver(self, graph, row, state=values, frontier=frontier, step_count=1, epoch=1)
         self.hub.publish(start_event)
         self._launch(driver)
         return run_id
+
+    async def _check_same_request(self, key: str, run_id: str, orchestration_id: str, message: str,
+                                  values: dict[str, Any]) -> None:
+        """A repeated key must carry the request it was first used with: same orchestration,
+        message and initial state. Anything else is a client bug, not a retry."""
+        row = await self.store.get_run(run_id)
+        records = await self.store.step_records(run_id)
+        first = records[0] if records and records[0]["type"] == "input" else None
+        same = (row is not None and row["orchestration_id"] == orchestration_id and row["message"] == message
+                and first is not None and msgspec.json.decode(first["writes"]) == msgspec.to_builtins(values))
+        if not same:
+            raise IdempotencyConflict(
+                f"Idempotency-Key '{key}' was first used for a different request (run '{run_id}'); "
+                "use a new key for a new request")
 
     def _launch(self, driver: RunDriver) -> None:
         self._results.pop(driver.run_id, None)

@@ -5,7 +5,8 @@
     404  unknown orchestration, run or agent (RunNotFound)
     409  the run is not in a state that allows the action (NotPaused)
     422  input that fails validation: initial state, gate answers (with per-field `fields`),
-         definitions, values that do not fit a state key
+         definitions, values that do not fit a state key, an Idempotency-Key reused for a
+         different request
     500  only for bugs; the body never carries internals
 """
 
@@ -19,7 +20,9 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 
-from engine.errors import DefinitionError, InvalidAnswer, InvalidInput, NotPaused, RunNotFound, StateWriteError
+from engine.errors import (
+    DefinitionError, IdempotencyConflict, InvalidAnswer, InvalidInput, NotPaused, RunNotFound, StateWriteError,
+)
 from server.schemas import ErrorBody
 
 log = logging.getLogger("orch.server")
@@ -92,6 +95,7 @@ EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     NotPaused: _conflict,
     InvalidAnswer: _invalid_answer,
     InvalidInput: _unprocessable,
+    IdempotencyConflict: _unprocessable,
     StateWriteError: _unprocessable,
     DefinitionError: _unprocessable,
     msgspec.MsgspecError: _bad_body,

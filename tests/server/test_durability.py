@@ -85,6 +85,14 @@ async def test_an_idempotency_key_returns_the_same_run(aapi: httpx.AsyncClient) 
     assert other.json()["run_id"] != first.json()["run_id"]
     runs = (await aapi.get("/orchestrations/runs", params={"limit": 200})).json()["runs"]
     assert sum(r["message"] == "once" for r in runs) == 2
+    # The same key with another request is a client bug: refused, and nothing is started.
+    for changed in ({"message": "twice"}, {"message": "once", "state": {"topic": "else"}}):
+        reused = await aapi.post(RUN, json=changed, headers=headers)
+        assert (reused.status_code, reused.json()["detail"]) == (
+            422, f"Idempotency-Key 'order-1234' was first used for a different request (run "
+                 f"'{first.json()['run_id']}'); use a new key for a new request")
+    runs = (await aapi.get("/orchestrations/runs", params={"limit": 200})).json()["runs"]
+    assert (sum(r["message"] == "once" for r in runs), sum(r["message"] == "twice" for r in runs)) == (2, 0)
 
 
 def test_cancelling_a_running_run_ends_its_stream(settings: Settings) -> None:

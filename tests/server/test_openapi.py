@@ -49,6 +49,10 @@ def test_the_api_conforms_to_its_openapi_document(live: LiveServer) -> None:
                 # (a select value that is not an option): that is a 422, not a broken schema.
                 if case.path.endswith("/resume") or case.path.endswith("/resume/stream"):
                     excluded = [positive_data_acceptance]
+                # Likewise a valid Idempotency-Key that an earlier case used with another body
+                # (the IETF idempotency-key draft answers that with 422).
+                if "Idempotency-Key" in (case.headers or {}):
+                    excluded = [positive_data_acceptance]
                 if mode is GenerationMode.NEGATIVE:
                     excluded.append(negative_data_rejection)
                 case.call_and_validate(base_url=live.url, headers=AUTH, timeout=15, excluded_checks=excluded)
