@@ -1,7 +1,8 @@
 """What LLM calls cost: a per-model price table, a run's spend, and the cost-limit message.
 
 A call costs `input_tokens × input price + output_tokens × output price`, prices in US dollars
-per million tokens. Operators extend or override the built-in list prices with a YAML or JSON
+per million tokens; prompt tokens read from or written to a vendor's prompt cache are charged at
+the model's cache prices where the table has them (else at the input price, never less). Operators extend or override the built-in list prices with a YAML or JSON
 file; a model missing from the table costs nothing, and `known()` lets callers warn about it.
 """
 
@@ -21,35 +22,42 @@ from engine.providers.base import Usage
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 
 
-class Price(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """US dollars per million tokens."""
+class Price(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """US dollars per million tokens. Cache prices unset: those tokens cost the input price."""
 
     input_per_million: NonNegative
     output_per_million: NonNegative
+    cache_read_per_million: NonNegative | None = None
+    cache_write_per_million: NonNegative | None = None
+
+
+def _anthropic(input_price: float, output_price: float) -> Price:
+    # Cache reads cost a tenth of the input price, cache writes (5-minute) a quarter more.
+    return Price(input_price, output_price, round(input_price * 0.1, 4), round(input_price * 1.25, 4))
 
 
 FREE = Price(0.0, 0.0)
 
 # List prices in USD per million tokens (standard tier, shortest context band).
 DEFAULT_PRICES: Mapping[str, Price] = {
-    "gpt-4o": Price(2.50, 10.00),
-    "gpt-4o-mini": Price(0.15, 0.60),
-    "gpt-4.1": Price(2.00, 8.00),
-    "gpt-4.1-mini": Price(0.40, 1.60),
-    "gpt-4.1-nano": Price(0.10, 0.40),
-    "o3": Price(2.00, 8.00),
-    "o3-mini": Price(1.10, 4.40),
-    "o4-mini": Price(1.10, 4.40),
-    "claude-opus-4-1": Price(15.00, 75.00),
-    "claude-opus-4-0": Price(15.00, 75.00),
-    "claude-opus-4-20250514": Price(15.00, 75.00),
-    "claude-sonnet-4-6": Price(3.00, 15.00),
-    "claude-sonnet-4-5": Price(3.00, 15.00),
-    "claude-sonnet-4-0": Price(3.00, 15.00),
-    "claude-sonnet-4-20250514": Price(3.00, 15.00),
-    "claude-haiku-4-5": Price(1.00, 5.00),
-    "claude-3-7-sonnet": Price(3.00, 15.00),
-    "claude-3-5-haiku": Price(0.80, 4.00),
+    "gpt-4o": Price(2.50, 10.00, 1.25),
+    "gpt-4o-mini": Price(0.15, 0.60, 0.075),
+    "gpt-4.1": Price(2.00, 8.00, 0.50),
+    "gpt-4.1-mini": Price(0.40, 1.60, 0.10),
+    "gpt-4.1-nano": Price(0.10, 0.40, 0.025),
+    "o3": Price(2.00, 8.00, 0.50),
+    "o3-mini": Price(1.10, 4.40, 0.55),
+    "o4-mini": Price(1.10, 4.40, 0.275),
+    "claude-opus-4-1": _anthropic(15.00, 75.00),
+    "claude-opus-4-0": _anthropic(15.00, 75.00),
+    "claude-opus-4-20250514": _anthropic(15.00, 75.00),
+    "claude-sonnet-4-6": _anthropic(3.00, 15.00),
+    "claude-sonnet-4-5": _anthropic(3.00, 15.00),
+    "claude-sonnet-4-0": _anthropic(3.00, 15.00),
+    "claude-sonnet-4-20250514": _anthropic(3.00, 15.00),
+    "claude-haiku-4-5": _anthropic(1.00, 5.00),
+    "claude-3-7-sonnet": _anthropic(3.00, 15.00),
+    "claude-3-5-haiku": _anthropic(0.80, 4.00),
     "gemini-2.5-pro": Price(1.25, 10.00),
     "gemini-2.5-flash": Price(0.30, 2.50),
     "gemini-2.5-flash-lite": Price(0.10, 0.40),
@@ -87,9 +95,17 @@ class PriceTable:
 
     def cost(self, model: str, usage: Usage) -> float:
         price = self.price(model)
-        # A vendor reporting negative usage must not earn the run credit against its limit.
+        # A vendor reporting negative usage must not earn the run credit against its limit, nor
+        # more cached tokens than prompt tokens.
+        prompt = max(usage.input_tokens, 0)
+        read = min(max(usage.cache_read_tokens, 0), prompt)
+        written = min(max(usage.cache_write_tokens, 0), prompt - read)
+        read_price = price.input_per_million if price.cache_read_per_million is None else price.cache_read_per_million
+        write_price = price.input_per_million if price.cache_write_per_million is None else price.cache_write_per_million
         return (
-            max(usage.input_tokens, 0) * price.input_per_million
+            (prompt - read - written) * price.input_per_million
+            + read * read_price
+            + written * write_price
             + max(usage.output_tokens, 0) * price.output_per_million
         ) / 1_000_000
 

@@ -162,7 +162,9 @@ class AnthropicProvider:
         return Completion(
             text=text,
             tool_calls=tuple(_decode_call(i, b) for i, b in enumerate(uses)),
-            usage=Usage(input_tokens=input_tokens, output_tokens=usage.output_tokens or 0),
+            usage=Usage(input_tokens=input_tokens, output_tokens=usage.output_tokens or 0,
+                        cache_read_tokens=usage.cache_read_input_tokens or 0,
+                        cache_write_tokens=usage.cache_creation_input_tokens or 0),
             model=response.model or request.model,
             provider=self.name,
             stop_reason=response.stop_reason,

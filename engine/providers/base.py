@@ -35,8 +35,14 @@ class ToolSpec(msgspec.Struct, frozen=True):
 
 
 class Usage(msgspec.Struct, frozen=True):
+    """Tokens of one call. `input_tokens` counts every prompt token; of those,
+    `cache_read_tokens` came from the vendor's prompt cache and `cache_write_tokens` were
+    written to it (both priced apart when the price table says how)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 class CompletionRequest(msgspec.Struct, frozen=True):

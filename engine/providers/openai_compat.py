@@ -34,9 +34,14 @@ class _Choice(msgspec.Struct):
     finish_reason: str | None = None
 
 
+class _PromptDetails(msgspec.Struct):
+    cached_tokens: int | None = None
+
+
 class _Usage(msgspec.Struct):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    prompt_tokens_details: _PromptDetails | None = None  # cached_tokens are part of prompt_tokens
 
 
 class _Response(msgspec.Struct):
@@ -173,7 +178,8 @@ class OpenAICompatProvider:
         return Completion(
             text=choice.message.content or "",
             tool_calls=tuple(_decode_call(i, c) for i, c in enumerate(choice.message.tool_calls or ())),
-            usage=Usage(input_tokens=usage.prompt_tokens or 0, output_tokens=usage.completion_tokens or 0),
+            usage=Usage(input_tokens=usage.prompt_tokens or 0, output_tokens=usage.completion_tokens or 0,
+                        cache_read_tokens=(usage.prompt_tokens_details or _PromptDetails()).cached_tokens or 0),
             model=response.model or request.model,
             provider=self.name,
             stop_reason=choice.finish_reason,

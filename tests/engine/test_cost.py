@@ -26,7 +26,9 @@ from engine.providers.base import Usage
 )
 def test_price_lookup_by_name_then_longest_prefix(model: str, price: Price) -> None:
     table = PriceTable()
-    assert (table.price(model), table.known(model)) == (price, True)
+    found = table.price(model)
+    assert ((found.input_per_million, found.output_per_million), table.known(model)) == (
+        (price.input_per_million, price.output_per_million), True)
 
 
 @pytest.mark.parametrize("model", ["llama3:8b", "gpt-4oo", "gpt-5-turbo", ""])
@@ -45,6 +47,20 @@ def test_cost_of_a_call() -> None:
     assert table.cost("offline", Usage(input_tokens=1_000, output_tokens=500)) == 0.002
 
 
+def test_cached_prompt_tokens_cost_the_cache_prices() -> None:
+    table = PriceTable()
+    # Anthropic: 600k plain at $3, 300k read at $0.30, 100k written at $3.75, 100k out at $15.
+    usage = Usage(input_tokens=1_000_000, output_tokens=100_000, cache_read_tokens=300_000, cache_write_tokens=100_000)
+    assert table.cost("claude-sonnet-4-5", usage) == pytest.approx(1.8 + 0.09 + 0.375 + 1.5)
+    # OpenAI: 500k plain at $2.50, 500k read at $1.25.
+    assert table.cost("gpt-4o", Usage(1_000_000, 0, cache_read_tokens=500_000)) == pytest.approx(1.25 + 0.625)
+    # No cache price known: cached tokens cost the input price, never less.
+    assert table.cost("gemini-2.5-pro", Usage(1_000_000, 0, cache_read_tokens=900_000)) == pytest.approx(1.25)
+    # A vendor claiming more cached tokens than prompt tokens is not believed past the prompt.
+    assert table.cost("gpt-4o", Usage(1_000, 0, cache_read_tokens=5_000, cache_write_tokens=-3)) == pytest.approx(
+        1_000 * 1.25 / 1_000_000)
+
+
 def test_price_file_extends_and_overrides(tmp_path: Path) -> None:
     path = tmp_path / "prices.yaml"
     path.write_text(
@@ -55,7 +71,7 @@ def test_price_file_extends_and_overrides(tmp_path: Path) -> None:
     assert (table.price("gpt-4o-2024-08-06"), table.price("llama3:8b"), table.price("gpt-4o-mini")) == (
         Price(2.0, 8.0),
         Price(0.05, 0.1),
-        Price(0.15, 0.60),
+        Price(0.15, 0.60, 0.075),
     )
 
 

@@ -87,6 +87,15 @@ async def test_text_completion_with_usage(server: FakeLLMServer, provider: Provi
     )
 
 
+async def test_cached_prompt_tokens_are_reported_apart(server: FakeLLMServer, provider: Provider) -> None:
+    written = 200 if provider.name == "anthropic" else 0  # OpenAI caches without reporting writes
+    server.script([Reply(text="ok", input_tokens=1000, output_tokens=10, cached_tokens=700,
+                         cache_written_tokens=written)])
+    completion = await provider.complete(ask())
+    assert completion.usage == Usage(input_tokens=1000, output_tokens=10, cache_read_tokens=700,
+                                     cache_write_tokens=written)
+
+
 async def test_openai_request_format_and_headers(
     server: FakeLLMServer, openai: OpenAICompatProvider
 ) -> None:

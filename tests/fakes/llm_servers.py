@@ -51,8 +51,10 @@ class Reply:
 
     text: str = ""
     tool_calls: Sequence[ToolCallScript] = ()
-    input_tokens: int = 10
+    input_tokens: int = 10  # every prompt token, cached ones included
     output_tokens: int = 5
+    cached_tokens: int = 0  # of input_tokens, read from the vendor's prompt cache
+    cache_written_tokens: int = 0  # of input_tokens, written to it (Anthropic reports these)
     stop_reason: str | None = None  # None: the protocol's usual value for this reply
     model: str | None = None  # None: echo the requested model
 
@@ -323,6 +325,8 @@ def _openai_reply(reply: Reply, model: str, n: int) -> dict[str, Any]:
             "prompt_tokens": reply.input_tokens,
             "completion_tokens": reply.output_tokens,
             "total_tokens": reply.input_tokens + reply.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": reply.cached_tokens, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
         },
     }
 
@@ -351,5 +355,11 @@ def _anthropic_reply(reply: Reply, model: str, n: int) -> dict[str, Any]:
         "content": content,
         "stop_reason": stop,
         "stop_sequence": None,
-        "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens},
+        # Anthropic counts cache reads and writes apart from input_tokens.
+        "usage": {
+            "input_tokens": reply.input_tokens - reply.cached_tokens - reply.cache_written_tokens,
+            "cache_read_input_tokens": reply.cached_tokens,
+            "cache_creation_input_tokens": reply.cache_written_tokens,
+            "output_tokens": reply.output_tokens,
+        },
     }
