@@ -181,7 +181,7 @@ def _move(graph: CompiledGraph, f: Frontier, scopes: tuple[int, ...], target: st
             scope.arrived += 1
             _settle(graph, f, f.scopes[scopes[-1]], arrived=False, new=new)
             return
-    if graph.steps[target].merge_mask and not then:
+    if graph.steps[target].merge_mask:
         f.waiting.append(Token(f.next_id, target, scopes, then, skips))
         f.next_id += 1
         return
@@ -269,7 +269,9 @@ def _merge(graph: CompiledGraph, f: Frontier, step_id: str, group: list[Token], 
     if common:
         f.scopes[common[-1]].pending += 1
     skips = tuple(dict.fromkeys(s for t in group for s in t.skips))
-    new.append(f.new_token(step_id, common, (), skips))
+    # A branch of a multi-step `parallel` branch arriving here goes on down its list.
+    then = next((t.then for t in group if t.then), ())
+    new.append(f.new_token(step_id, common, then, skips))
     for path in paths:
         _end(graph, f, path, new)
 

@@ -205,3 +205,29 @@ steps:
     engine = await make_engine(sqlite_url, graph, executors={"agent": exe})
     result = await engine.run("queued", "", {"go": go})
     assert (result.status, ran(result)) == ("completed", Counter(["P", "a", "r", "x" if go else "b", "c", "J"]))
+
+
+async def test_a_branch_crossing_into_a_multi_step_branch_joins_it_there(make_engine, sqlite_url):
+    graph = """
+id: into_queue
+name: Into queue
+state_schema:
+  trail: {type: "list[str]", reducer: append}
+steps:
+  - {id: P, type: parallel, parallel_branches: [[x, y, z], c], next_step_id: J}
+  - {id: x, type: agent, output_key: trail}
+  - {id: y, type: agent, output_key: trail}
+  - {id: z, type: agent, output_key: trail, next_step_id: J}
+  - {id: c, type: if_else, if_condition: "True", if_true_step_id: y, if_false_step_id: J}
+  - {id: J, type: agent, output_key: trail}
+"""
+
+    async def exe(ctx: Any) -> StepResult:
+        if ctx.step.spec.id == "x":
+            await asyncio.sleep(0.02)
+        return StepResult(output=ctx.step.spec.id)
+
+    engine = await make_engine(sqlite_url, graph, executors={"agent": exe})
+    result = await engine.run("into_queue")
+    assert (result.status, ran(result)) == ("completed", Counter(["P", "x", "y", "z", "c", "J"]))
+    assert result.shared_state["trail"] == ["x", "y", "z", "J"]

@@ -39,6 +39,7 @@ class Graph:
     flags: dict[str, bool] = field(default_factory=dict)
     delays: dict[str, int] = field(default_factory=dict)
     gates: list[str] = field(default_factory=list)
+    queued: dict[str, str] = field(default_factory=dict)  # multi-step branch: step → the next one
     n: int = 0
 
     def add(self, prefix: str, **fields: Any) -> dict[str, Any]:
@@ -65,8 +66,10 @@ class Graph:
             if routed:
                 return [step["if_true_step_id"] if self.flags[flag] else step["if_false_step_id"]]
             return [step["if_true_step_id"], step["if_false_step_id"]]
+        if step["id"] in self.queued:
+            return [self.queued[step["id"]]]
         if step["type"] == "parallel":
-            out += step["parallel_branches"]
+            out += [b[0] if isinstance(b, list) else b for b in step["parallel_branches"]]
         nxt = step.get("next_step_id")
         out += nxt if isinstance(nxt, list) else [nxt] if nxt else []
         return out
@@ -134,7 +137,8 @@ def graphs(draw: st.DrawFn, gates: int = 0) -> Graph:
     def fan_out(depth: int) -> tuple[str, list[Exit], list[str], list[dict[str, Any]]]:
         parallel = draw(st.booleans())
         opener = g.add("p", type="parallel") if parallel else g.add("f", type="agent", output_key="trail")
-        branches = [sequence(depth + 1) for _ in range(draw(st.integers(2, 3)))]
+        branches = [queue() if parallel and draw(st.integers(0, 3)) == 0 else sequence(depth + 1)
+                    for _ in range(draw(st.integers(2, 3)))]
         join = g.add("j", type="agent", output_key="trail")
         if parallel:
             opener["parallel_branches"] = [b[0] for b in branches]
@@ -160,6 +164,14 @@ def graphs(draw: st.DrawFn, gates: int = 0) -> Graph:
                 else:  # a second successor: the branch splits, one part goes over
                     source["next_step_id"] = [source["next_step_id"], target]
         return opener["id"], [(join, "next_step_id")], [opener["id"], join["id"]], [join]
+
+    def queue() -> tuple[Any, list[Exit], list[str], list[dict[str, Any]]]:
+        """A multi-step branch: its steps run in list order, then the last one's successor."""
+        steps = [g.add("q", type="agent", output_key="trail") for _ in range(draw(st.integers(2, 3)))]
+        for step, after in zip(steps, steps[1:]):
+            g.queued[step["id"]] = after["id"]
+        ids = [s["id"] for s in steps]
+        return ids, [(steps[-1], "next_step_id")], ids, []
 
     def sequence(depth: int) -> tuple[str, list[Exit], list[str], list[dict[str, Any]]]:
         kinds = ["leaf", "leaf"] + (["if"] if depth < 3 else []) + (["fan"] if depth < 2 else [])
