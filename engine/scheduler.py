@@ -313,8 +313,3 @@ def decode(data: bytes | str, records: Sequence[Mapping[str, Any]] = ()) -> Fron
     for tok in s.gates:
         iterations[tok.step_id] = iterations.get(tok.step_id, 0) + 1
     return Frontier(s.tokens, s.scopes, s.gates, iterations, s.next_id, s.waiting)
-
-
-def describe(f: Frontier) -> dict[str, Any]:
-    return {"ready": sorted(t.step_id for t in f.tokens.values()), "gates": [t.step_id for t in f.gates],
-            "waiting": sorted(t.step_id for t in f.waiting)}
