@@ -63,6 +63,7 @@ class CompiledStep:
     # token stands on any of those steps.
     bit: int = 0
     merge_mask: int = 0
+    queue: tuple[str, ...] = ()  # the steps after this one in its multi-step parallel branch
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,7 @@ def compile_orchestration(
     g: nx.DiGraph[str] = nx.DiGraph()
     loop_owner: dict[str, str] = {}
     multi_branch_members: set[str] = set()
+    queues: dict[str, tuple[str, ...]] = {}
     for s in steps.values():
         g.add_node(s.id)
         if s.type == "loop":
@@ -192,6 +194,8 @@ def compile_orchestration(
             for br in s.parallel_branches:
                 ids = [br] if isinstance(br, str) else list(br)
                 multi_branch_members.update(ids[:-1])
+                for i, sid in enumerate(ids[:-1]):
+                    queues.setdefault(sid, tuple(x for x in ids[i + 1:]))
 
     def link(src: str, dst: str | None, kind: str, field_name: str) -> None:
         if dst is None or dst == "":
@@ -280,6 +284,7 @@ def compile_orchestration(
             next=s.next_ids, routes=MappingProxyType(routes.get(sid, {})),
             expression=expressions.get(sid), fanout=fanouts.get(sid), loop_owner=loop_owner.get(sid),
             on_cycle=sid in on_cycle, bit=bits.get(sid, 0), merge_mask=merge_masks.get(sid, 0),
+            queue=tuple(x for x in queues.get(sid, ()) if x in steps),
         )
         for sid, s in steps.items()
     }

@@ -121,6 +121,9 @@ def advance(graph: CompiledGraph, f: Frontier, token: Token, route: str | None, 
         # already skipped ends the branch (two exhausted steps would hand the token back and forth).
         chain = token.skips + (step.spec.id,)
         nexts = tuple(t for t in step.next if t not in chain)
+        live = [s for s in token.scopes if s in f.scopes]
+        if len(nexts) > 1 and live:  # a skipped fan-out: its targets are branches of this scope
+            f.scopes[live[-1]].pending += len(nexts) - 1
         if not nexts:
             _end(graph, f, token.scopes, new)
         for target in nexts:
@@ -181,6 +184,8 @@ def _move(graph: CompiledGraph, f: Frontier, scopes: tuple[int, ...], target: st
             scope.arrived += 1
             _settle(graph, f, f.scopes[scopes[-1]], arrived=False, new=new)
             return
+    if not then:  # a way into a multi-step branch part way down: go on down its list
+        then = graph.steps[target].queue
     if graph.steps[target].merge_mask:
         f.waiting.append(Token(f.next_id, target, scopes, then, skips))
         f.next_id += 1

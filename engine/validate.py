@@ -205,6 +205,13 @@ class Validator:
                 if self.steps[sid].max_iterations < 1:
                     self.add("unguarded-cycle", f"step is on a cycle ({' → '.join(cycle)}) but max_iterations is "
                              f"{self.steps[sid].max_iterations}", sid, "set max_iterations to 1 or more")
+            members = set(cycle)
+            ways_in = [sid for sid in cycle if sid == self.entry or any(
+                p not in members and self.graph[p][sid].get("kind") != "body" for p in self.graph.predecessors(sid))]
+            if len(ways_in) > 1 and self.fanouts:
+                self.add("loop-with-several-entries", f"cycle {' → '.join(cycle)} can be entered at "
+                         f"{' and at '.join(ways_in)}: which of its steps wait for other branches depends on which "
+                         "way in is met first", ways_in[1], "enter the cycle at one step only", severity="warning")
             routed = any(self.steps[sid].type in ("evaluator", "if_else", "switch", "human") for sid in cycle)
             if not routed:
                 self.add("unconditional-cycle", f"cycle {' → '.join(cycle)} has no router; it always runs until "

@@ -30,7 +30,8 @@ ALL_CODES = frozenset({
     "unknown-step-type", "duplicate-agent", "duplicate-orchestration", "bad-type", "duplicate-step",
     "unknown-entry", "no-steps", "bad-expression", "unknown-step", "unknown-agent", "unknown-orchestration",
     "recursive-orchestration", "invalid-value", "unsupported-in-loop", "bad-transform", "duplicate-field",
-    "unregistered-tool", "unreachable-step", "unguarded-cycle", "unconditional-cycle", "type-mismatch",
+    "unregistered-tool", "unreachable-step", "unguarded-cycle", "unconditional-cycle", "loop-with-several-entries",
+    "type-mismatch",
     "concurrent-writers", "read-races-writer", "read-before-write", "no-writer", "bad-default",
 })  # fmt: skip
 
@@ -227,6 +228,10 @@ CASES = [
     ]),
     Case("unconditional_cycle.yaml", [], warnings=[
         ("unconditional-cycle", "draft", None, "cycle draft → polish has no router; it always runs until max_iterations"),
+    ]),
+    Case("loop_with_two_entries.yaml", [], warnings=[
+        ("loop-with-several-entries", "check", None, "cycle edit → check can be entered at edit and at check: "
+         "which of its steps wait for other branches depends on which way in is met first"),
     ]),
     # -- data flow and types --------------------------------------------------------------------
     Case("if_else_into_int.yaml", [

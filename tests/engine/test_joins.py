@@ -231,3 +231,60 @@ steps:
     result = await engine.run("into_queue")
     assert (result.status, ran(result)) == ("completed", Counter(["P", "x", "y", "z", "c", "J"]))
     assert result.shared_state["trail"] == ["x", "y", "z", "J"]
+
+
+async def test_a_skipped_fan_out_still_counts_its_branches_in_the_enclosing_fan_out(make_engine, sqlite_url):
+    """`f` is exhausted when `g` sends the run back, so the loop guard skips it and its two
+    targets start without a fan-out of their own: `J` must still wait for the slow `y`."""
+    graph = """
+id: skipfan
+name: Skip fan
+state_schema:
+  o: {type: "list[str]", reducer: append}
+steps:
+  - {id: P, type: parallel, parallel_branches: [x, y], next_step_id: J}
+  - {id: x, type: agent, output_key: o, next_step_id: f}
+  - {id: f, type: agent, output_key: o, max_iterations: 1, next_step_id: [a, b]}
+  - {id: a, type: agent, output_key: o}
+  - {id: b, type: agent, output_key: o, next_step_id: g}
+  - {id: g, type: if_else, if_condition: "True", if_true_step_id: f, if_false_step_id: J, max_iterations: 1, next_step_id: J}
+  - {id: y, type: agent, output_key: o}
+  - {id: J, type: agent, output_key: o}
+"""
+
+    async def exe(ctx: Any) -> StepResult:
+        if ctx.step.spec.id == "y":
+            await asyncio.sleep(0.05)
+        return StepResult(output=ctx.step.spec.id)
+
+    engine = await make_engine(sqlite_url, graph, executors={"agent": exe})
+    result = await engine.run("skipfan")
+    steps = order(result)
+    assert result.status == "completed" and steps[-1] == "J" and steps.count("J") == 1
+    assert steps.index("J") > steps.index("y")
+
+
+@pytest.mark.parametrize("go", [True, False])
+async def test_a_way_into_the_middle_of_a_multi_step_branch_goes_on_down_the_list(make_engine, sqlite_url, go):
+    graph = """
+id: midlist
+name: Mid list
+state_schema:
+  go: {type: bool, default: false}
+  trail: {type: "list[str]", reducer: append}
+steps:
+  - {id: P, type: parallel, parallel_branches: [[r, m, b], c], next_step_id: J}
+  - {id: r, type: if_else, if_condition: "state.go", if_true_step_id: J, if_false_step_id: m}
+  - {id: m, type: agent, output_key: trail}
+  - {id: b, type: agent, output_key: trail, next_step_id: J}
+  - {id: c, type: agent, output_key: trail, next_step_id: m}
+  - {id: J, type: agent, output_key: trail}
+"""
+
+    async def exe(ctx: Any) -> StepResult:
+        return StepResult(output=ctx.step.spec.id)
+
+    engine = await make_engine(sqlite_url, graph, executors={"agent": exe})
+    result = await engine.run("midlist", "", {"go": go})
+    assert (result.status, ran(result)) == ("completed", Counter(["P", "r", "c", "m", "b", "J"]))
+    assert result.shared_state["trail"][-3:] == ["m", "b", "J"]
