@@ -348,7 +348,14 @@ class RunDriver:
         gate = fin.result.gate  # type: ignore[union-attr]
         assert gate is not None
         spec = fin.step.spec
-        scheduler.park(self.frontier, fin.token)
+        merged, freed = scheduler.park(self.graph, self.frontier, fin.token)
+        if merged:  # the gate is already asking; this arrival waits for the same answer
+            self.frontier.iterations[spec.id] -= 1
+            self.turns -= 1
+            await self._checkpoint([])
+            for tok in freed:
+                await self._start(tok)
+            return
         payload = {"step_id": spec.id, "prompt": gate.prompt, "fields": gate.fields,
                    "agent_context": gate.agent_context}
         self.gates[spec.id] = {**payload, "deadline": time.time() + gate.timeout_seconds,

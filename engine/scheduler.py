@@ -154,10 +154,24 @@ def _queue_exit(step: CompiledStep, route: str | None) -> tuple[str, ...] | None
     return None
 
 
-def park(f: Frontier, token: Token) -> None:
-    """The token reached a human step: hold it until someone answers."""
+def park(graph: CompiledGraph, f: Frontier, token: Token) -> tuple[bool, list[Token]]:
+    """The token reached a human step: hold it until someone answers. When a token already
+    waits there (a fan-out inside a loop came round again), the two merge and the gate asks
+    once: returns True, and the tokens that merging set free (an inner fan-out it completed)."""
     del f.tokens[token.id]
-    f.gates.append(token)
+    other = next((t for t in f.gates if t.step_id == token.step_id), None)
+    if other is None:
+        f.gates.append(token)
+        return False, []
+    f.gates.remove(other)
+    new: list[Token] = []
+    _merge(graph, f, token.step_id, [other, token], new)
+    merged = new.pop(0)
+    del f.tokens[merged.id]
+    f.gates.append(merged)
+    while f.waiting and _release(graph, f, new):
+        pass
+    return True, new
 
 
 def unpark(f: Frontier, step_id: str) -> Token | None:
@@ -251,12 +265,13 @@ def _release(graph: CompiledGraph, f: Frontier, new: list[Token]) -> bool:
     if not go and not f.tokens and not f.gates:
         go = order[:1]
     for step_id in go:
+        f.waiting = [t for t in f.waiting if t.step_id != step_id]
         _merge(graph, f, step_id, at[step_id], new)
     return bool(go)
 
 
 def _merge(graph: CompiledGraph, f: Frontier, step_id: str, group: list[Token], new: list[Token]) -> None:
-    f.waiting = [t for t in f.waiting if t.step_id != step_id]
+    """Let the tokens of `group` (all at `step_id`) go on as one; it is the first added to `new`."""
     if len(group) == 1:
         tok = group[0]
         tok.scopes = tuple(s for s in tok.scopes if s in f.scopes)

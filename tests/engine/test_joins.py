@@ -288,3 +288,36 @@ steps:
     result = await engine.run("midlist", "", {"go": go})
     assert (result.status, ran(result)) == ("completed", Counter(["P", "r", "c", "m", "b", "J"]))
     assert result.shared_state["trail"][-3:] == ["m", "b", "J"]
+
+
+async def test_a_gate_reached_again_while_it_waits_asks_once(make_engine, sqlite_url):
+    """A fan-out inside a loop reaches the human step `h` each time round while its first
+    question is still open: the arrivals wait for that one answer, and the run goes on once."""
+    from engine.events import decode_event
+
+    graph = """
+id: regate
+name: Regate
+state_schema:
+  o: {type: "list[str]", reducer: append}
+steps:
+  - {id: a, type: agent, output_key: o, next_step_id: [h, r], max_iterations: 3}
+  - {id: h, type: human, human_fields: [{name: ok, type: boolean}], next_step_id: done, max_iterations: 3}
+  - {id: r, type: if_else, if_condition: "True", if_true_step_id: a, if_false_step_id: done, max_iterations: 2}
+  - {id: done, type: agent, output_key: o}
+"""
+
+    async def exe(ctx: Any) -> StepResult:
+        return StepResult(output=ctx.step.spec.id)
+
+    engine = await make_engine(sqlite_url, graph, executors={"agent": exe})
+    paused = await engine.run("regate")
+    assert (paused.status, paused.human_input_required.step_id) == ("paused", "h")
+    assert Counter((h.step_id, h.status) for h in paused.step_history) == Counter(
+        {("a", "completed"): 3, ("r", "completed"): 2, ("r", "skipped"): 1})
+    await engine.resume(paused.run_id, {"ok": "yes"})
+    done = await engine.wait(paused.run_id)
+    assert (done.status, ran(done)["h"], ran(done)["done"], done.shared_state["o"]) == (
+        "completed", 1, 1, ["a", "a", "a", "done"])
+    events = [decode_event(b) for _, b in await engine.store.events(done.run_id)]
+    assert [type(e).__name__ for e in events].count("HumanInputRequired") == 1
