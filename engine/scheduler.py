@@ -235,9 +235,8 @@ def _release(graph: CompiledGraph, f: Frontier, new: list[Token]) -> bool:
     step, and the join of every open fan-out (its branches may end without an edge to it, and
     still the join runs when they are done; the join may be this very step) — except the
     fan-outs the waiting tokens themselves are in, which cannot finish before those tokens move
-    on. If nothing at all can move any
-    more (a fan-out whose branches run past its own join can make steps wait on each other),
-    the earliest meeting step goes."""
+    on. If nothing runs any more and the waiting steps wait on each other (a fan-out whose
+    branches run past its own join can do that), the earliest one not waiting for a gate goes."""
     steps = graph.steps
     live = 0
     for tok in f.tokens.values():
@@ -262,12 +261,42 @@ def _release(graph: CompiledGraph, f: Frontier, new: list[Token]) -> bool:
             if any(bit & mask for sid, bit in joins.items() if sid not in own):
                 continue
         go.append(step_id)
-    if not go and not f.tokens and not f.gates:
-        go = order[:1]
+    if not go and not f.tokens:
+        go = _unstick(graph, f, order, at)
     for step_id in go:
         f.waiting = [t for t in f.waiting if t.step_id != step_id]
         _merge(graph, f, step_id, at[step_id], new)
     return bool(go)
+
+
+def _unstick(graph: CompiledGraph, f: Frontier, order: list[str], at: dict[str, list[Token]]) -> list[str]:
+    """Nothing runs and every waiting step waits on another. A step waits for a gate's answer
+    when a gate, or a step that itself waits for one, can reach it, or stands in an open fan-out
+    whose join leads to it; the earliest waiting step that does not goes."""
+    steps = graph.steps
+    held = 0  # bits of gates and of the waiting steps held by them
+    held_scopes: set[int] = set()  # fan-outs that cannot finish before a gate is answered
+    for tok in f.gates:
+        held |= steps[tok.step_id].bit
+        held_scopes.update(tok.scopes)
+    free = list(order)
+    changed = True
+    while changed:
+        changed = False
+        for step_id in list(free):
+            own = {s for t in at[step_id] for s in t.scopes}
+            held_joins = 0
+            for sid in held_scopes - own:
+                join = f.scopes[sid].join if sid in f.scopes else None
+                if join is not None:
+                    held_joins |= steps[join].bit
+            mask = steps[step_id].merge_mask
+            if mask & held or held_joins & (mask | steps[step_id].bit):
+                free.remove(step_id)
+                held |= steps[step_id].bit
+                held_scopes.update(own)
+                changed = True
+    return free[:1]
 
 
 def _merge(graph: CompiledGraph, f: Frontier, step_id: str, group: list[Token], new: list[Token]) -> None:

@@ -148,8 +148,8 @@ steps:
 async def test_branches_that_run_past_their_own_join_cannot_stall_the_run(make_engine, sqlite_url):
     """`b1` runs past its parallel's join `J` into `W`, which `X` (after `J`) also reaches, and
     `X` is where the outer branch `y` arrives: every step waits on another. When nothing else
-    can move, the earliest waiting step goes, so the run ends; `X` then runs once for `y` and
-    once after `J` (the graph asks for both)."""
+    can move, the earliest waiting step goes, so the run ends; `X` and `W` then run once for
+    `y` and once after `J` (the graph asks for both)."""
     graph = """
 id: tangle
 name: Tangle
@@ -170,7 +170,13 @@ steps:
     engine = await make_engine(sqlite_url, graph, executors={"agent": exe})
     result = await asyncio.wait_for(engine.run("tangle"), 10)
     assert result.status == "completed"
-    assert ran(result)["X"] == 2 and ran(result)["end"] == 1
+    assert ran(result) == Counter(["O", "p", "y", "b1", "X", "W", "J", "X", "W", "end"])
+    # An unrelated gate waiting elsewhere does not hold the tangle up until it is answered.
+    gated = graph.replace("id: tangle", "id: tangle2").replace("parallel_branches: [p, y]", "parallel_branches: [p, y, g]")
+    gated += "  - {id: g, type: human, human_fields: [{name: ok, type: boolean}], next_step_id: end}\n"
+    engine = await make_engine(sqlite_url, gated, executors={"agent": exe})
+    paused = await asyncio.wait_for(engine.run("tangle2"), 10)
+    assert (paused.status, ran(paused)) == ("paused", Counter(["O", "p", "y", "b1", "X", "W", "J", "X", "W"]))
 
 
 def test_waiting_tokens_are_kept_in_the_checkpoint():
