@@ -1,8 +1,8 @@
 """A process the crash tests kill with SIGKILL: it runs a graph whose steps write a side-effect
 ledger, and blocks in one chosen step (the first time only) so the test can kill it there.
 
-    python crash_worker.py DB LEDGER start chain|fan     start a run, drive it to its end
-    python crash_worker.py DB LEDGER recover chain|fan   continue runs left running
+    python crash_worker.py DB LEDGER start chain|fan|meet     start a run, drive it to its end
+    python crash_worker.py DB LEDGER recover chain|fan|meet   continue runs left running
 """
 
 from __future__ import annotations
@@ -42,6 +42,20 @@ def fan_graph(n: int = 8) -> str:
             "  - {id: after, type: agent, output_key: trail}\n")
 
 
+def meet_graph() -> str:
+    """`a` reaches `m` first and waits there for `c`, which may route to it too."""
+    return ("id: crash\nname: Crash\nstate_schema:\n  trail: {type: 'list[str]', reducer: append}\nsteps:\n"
+            "  - {id: fan, type: parallel, parallel_branches: [a, c], next_step_id: join}\n"
+            "  - {id: a, type: agent, output_key: trail, next_step_id: m}\n"
+            "  - {id: c, type: agent, output_key: trail, next_step_id: r}\n"
+            "  - {id: r, type: if_else, if_condition: 'True', if_true_step_id: m, if_false_step_id: join}\n"
+            "  - {id: m, type: agent, output_key: trail, next_step_id: join}\n"
+            "  - {id: join, type: agent, output_key: trail}\n")
+
+
+GRAPHS = {"chain": chain_graph, "fan": fan_graph, "meet": meet_graph}
+
+
 async def main() -> None:
     db, ledger, mode, kind = sys.argv[1:5]
     block = set(os.environ.get("CRASH_BLOCK", "").split(",")) - {""}
@@ -60,7 +74,7 @@ async def main() -> None:
     settings = Settings(database_url=f"sqlite:///{db}", sandbox_root=str(Path(db).parent / "sandbox"))
     engine = Engine(SQLStore(settings.database_url), build_services(settings), executors={"agent": step})
     await engine.open()
-    catalog = load_text(chain_graph() if kind == "chain" else fan_graph(), "crash.yaml")
+    catalog = load_text(GRAPHS[kind](), "crash.yaml")
     graph = compile_catalog(catalog)["crash"].graph
     assert graph is not None
     await engine.add_graph(graph)

@@ -62,6 +62,7 @@ def ledger_counts(ledger: Path) -> collections.Counter[str]:
 @pytest.mark.parametrize(("kind", "block", "done_before_kill"), [
     ("chain", "s10", {f"s{i}" for i in range(1, 10)}),
     ("fan", "b4,b5,b6,b7", {"b0", "b1", "b2", "b3"}),
+    ("meet", "c", {"a"}),  # killed while `a`'s branch waits at `m` for `c`'s
 ])
 def test_kill_mid_run_then_recover(tmp_path: Path, kind: str, block: str, done_before_kill: set[str]) -> None:
     reference_db, reference_ledger = tmp_path / "ref.db", tmp_path / "ref.ledger"
