@@ -221,6 +221,20 @@ async def _drive_to_end(engine: Any, run_id: str, result: Any, answers: dict[str
     return result, True
 
 
+async def _print_frontier(engine: Any, run_id: str) -> None:
+    """What an unfinished run stands at: steps in flight, and steps waiting for other branches."""
+    from engine import scheduler
+
+    row = await engine.store.get_run(run_id)
+    if not row or not row["frontier"]:
+        return
+    frontier = scheduler.decode(row["frontier"])
+    if frontier.tokens:
+        print("\nin flight: " + ", ".join(sorted(t.step_id for t in frontier.tokens.values())))
+    if frontier.waiting:
+        print("\nwaiting for other branches to arrive: " + ", ".join(sorted({t.step_id for t in frontier.waiting})))
+
+
 def _print_result(result: Any) -> None:
     print(f"\nrun {result.run_id}: {result.status}")
     if result.step_history:
@@ -296,6 +310,8 @@ async def _runs(args: argparse.Namespace) -> int:
         if args.action == "show":
             shown = await engine.result(args.run_id)
             _print_result(shown)
+            if shown.status in ("running", "paused"):
+                await _print_frontier(engine, args.run_id)
             if shown.status == "paused":
                 print("\n" + describe_gate(args.run_id, shown.human_input_required))
             return 0

@@ -78,6 +78,30 @@ def test_paused_run_resumed_from_another_command(tmp_path: Path) -> None:
     assert again.returncode == 1 and "is completed, not paused" in again.stderr
 
 
+def test_show_names_the_steps_waiting_for_other_branches(tmp_path: Path) -> None:
+    graph = tmp_path / "meet.yaml"
+    graph.write_text("""
+id: meet
+name: Meet
+state_schema:
+  trail: {type: "list[str]", reducer: append}
+steps:
+  - {id: P, type: parallel, parallel_branches: [ask, quick], next_step_id: J}
+  - {id: ask, type: human, human_prompt: "Deeper?", human_fields: [{name: ok, type: boolean}], next_step_id: check}
+  - {id: check, type: if_else, if_condition: "state.human_response.ok", if_true_step_id: m, if_false_step_id: J}
+  - {id: quick, type: llm, prompt_template: quick, output_key: trail, next_step_id: m}
+  - {id: m, type: llm, prompt_template: more, output_key: trail, next_step_id: J}
+  - {id: J, type: print, print_content: "{state.trail}", output_key: final}
+""")
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    first = orch("run", str(graph), "-m", "x", "--db", db)
+    run_id = re.search(r"run id: (\S+)", first.stdout).group(1)
+    shown = orch("runs", "show", run_id, "--db", db)
+    assert "waiting for other branches to arrive: m\n\npaused at ask: Deeper?" in shown.stdout
+    done = orch("runs", "resume", run_id, "--db", db, "--answer", "ok=yes")
+    assert re.findall(r"^  (\w+) ", done.stdout, re.M) == ["P", "quick", "ask", "check", "m", "J"]
+
+
 @pytest.mark.skipif(not hasattr(pty, "openpty"), reason="needs a pseudo-terminal")
 def test_gate_questions_are_asked_at_the_terminal(tmp_path: Path) -> None:
     master, slave = pty.openpty()
