@@ -4,6 +4,7 @@ step_history entries, derived from step records."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -45,25 +46,70 @@ def iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def history_entry(r: dict[str, Any]) -> HistoryEntry:
+# What step_history needs of a step record, kept compact while a run is driven (a long run
+# holds one per step): step_id, step_name, type, status, turns, cost_usd, started_at, ended_at,
+# output_key, iteration, error.
+HistoryRow = tuple[str, str, str, str, int, float, float, float, "str | None", int, "str | None"]
+
+
+def history_rows(records: Iterable[dict[str, Any]]) -> list[HistoryRow]:
+    return [(r["step_id"], r["step_name"], r["type"], r["status"], r["turns"], r["cost_usd"], r["started_at"],
+             r["ended_at"], r["output_key"], r["iteration"], r.get("error"))
+            for r in records if r["type"] != "input"]
+
+
+def history_entry(row: HistoryRow) -> HistoryEntry:
+    step_id, name, type_, status, turns, cost, started, ended, output_key, iteration, error = row
     return HistoryEntry(
-        step_id=r["step_id"], step_name=r["step_name"], type=r["type"], status=r["status"], turns=r["turns"],
-        cost_usd=round(r["cost_usd"], 8), started_at=iso(r["started_at"]), ended_at=iso(r["ended_at"]),
-        duration_seconds=round(r["ended_at"] - r["started_at"], 6), output_key=r["output_key"],
-        iteration=r["iteration"], error=r.get("error"),
+        step_id=step_id, step_name=name, type=type_, status=status, turns=turns, cost_usd=round(cost, 8),
+        started_at=iso(started), ended_at=iso(ended), duration_seconds=round(ended - started, 6),
+        output_key=output_key, iteration=iteration, error=error,
     )
 
 
-def build_result(run: dict[str, Any], records: list[dict[str, Any]], state: dict[str, Any],
+def build_result(run: dict[str, Any], history: Sequence[HistoryRow], state: dict[str, Any],
                  gates: dict[str, dict[str, Any]]) -> RunResult:
     """The run/resume response for a run as it stands now."""
     status = run["status"]
-    history = [history_entry(r) for r in records if r["type"] != "input"]
-    result = RunResult(status=status, run_id=run["id"], shared_state=state, step_history=history,
-                       total_cost_usd=round(run["cost_usd"], 8))
+    result = RunResult(status=status, run_id=run["id"], shared_state=state,
+                       step_history=[history_entry(h) for h in history], total_cost_usd=round(run["cost_usd"], 8))
     if status == "paused" and gates:
         gate = min(gates.values(), key=lambda g: g["deadline"])
         result.human_input_required = HumanInput(gate["step_id"], gate["prompt"], gate["fields"], gate["agent_context"])
     elif status in ("completed", "failed", "cancelled"):
         result.response = run.get("response") or run.get("error") or ""
     return result
+
+
+class ResultCache:
+    """Results of runs that just stopped in this process, so that `wait()` needs no store read.
+    Bounded by the steps the results hold (a long run's history weighs what its steps do), the
+    oldest going first; `take` hands a result over and forgets it."""
+
+    def __init__(self, max_steps: int = 20_000) -> None:
+        self.max_steps = max_steps
+        self._results: dict[str, RunResult] = {}
+        self._steps = 0
+
+    @staticmethod
+    def _weight(result: RunResult) -> int:
+        return 1 + (len(result.step_history) if isinstance(result.step_history, list) else 0)
+
+    def put(self, run_id: str, result: RunResult) -> None:
+        self.drop(run_id)
+        self._results[run_id] = result
+        self._steps += self._weight(result)
+        while self._steps > self.max_steps and len(self._results) > 1:
+            self.drop(next(iter(self._results)))
+
+    def take(self, run_id: str) -> RunResult | None:
+        result = self._results.pop(run_id, None)
+        if result is not None:
+            self._steps -= self._weight(result)
+        return result
+
+    def drop(self, run_id: str) -> None:
+        self.take(run_id)
+
+    def __len__(self) -> int:
+        return len(self._results)

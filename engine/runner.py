@@ -20,6 +20,7 @@ from engine.events import (
 from engine.scheduler import Frontier, Token
 from engine.stepctx import StepCtx, _Finished, execute_step
 from engine.steps.base import NO_OUTPUT, Executor, StepResult
+from engine.results import HistoryRow, history_rows
 from engine.store.sql import Checkpoint, Fenced
 
 # Events reach live subscribers before they are committed (with the step that emitted them).
@@ -57,7 +58,7 @@ class RunDriver:
         self.status = "running"
         self.cancel_requested = False
         self._began: float | None = None
-        self.records: list[dict[str, Any]] = []  # step records of this run, oldest first
+        self.history: list[HistoryRow] = []  # what step_history shows of this run's step records
         self.failure_text: str | None = None
         self.depth: int = row.get("depth") or 0
         self.executed = executed
@@ -327,7 +328,7 @@ class RunDriver:
         }
 
     async def _checkpoint(self, records: list[dict[str, Any]], **run: Any) -> None:
-        self.records.extend(records)
+        self.history.extend(history_rows(records))
         for r in records:
             self.step_count += 1
             self.executed += r["status"] != "skipped"
@@ -423,7 +424,7 @@ class RunDriver:
         row = {"id": self.run_id, "status": self.status, "cost_usd": self.cost,
                "response": self.response_text() if self.status == "completed" else self.failure_text,
                "error": None}
-        return build_result(row, self.records, self.state, self.gates)
+        return build_result(row, self.history, self.state, self.gates)
 
     async def _complete(self) -> None:
         await self._checkpoint([], **self._completion())

@@ -25,7 +25,7 @@ from engine.errors import (
 )
 from engine.events import Done, EventHub, OrchestrationError, RunStart, encode_event
 from engine.loader import decode_orchestration
-from engine.results import RunResult, build_result
+from engine.results import ResultCache, RunResult, build_result, history_rows
 from engine.runner import LIVE_EVENTS, RunDriver
 from engine.services import Services
 from engine.spec import Agent
@@ -53,7 +53,7 @@ class Engine:
         self._tasks: dict[str, asyncio.Task[str]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._heartbeat: asyncio.Task[None] | None = None
-        self._results: dict[str, RunResult] = {}  # results of runs that just stopped here, for wait()
+        self._results = ResultCache()  # results of runs that just stopped here, for wait()
         self._background: set[asyncio.Task[Any]] = set()
         self.closing = False
 
@@ -206,7 +206,7 @@ class Engine:
                 "use a new key for a new request")
 
     def _launch(self, driver: RunDriver) -> None:
-        self._results.pop(driver.run_id, None)
+        self._results.drop(driver.run_id)
         self._drivers[driver.run_id] = driver
         self._tasks[driver.run_id] = asyncio.create_task(self._drive(driver), name=f"run {driver.run_id}")
 
@@ -216,9 +216,7 @@ class Engine:
             if status == "paused":
                 self._arm_gate_timer(driver.run_id, min(g["deadline"] for g in driver.gates.values()))
             if status in ("completed", "paused", "failed", "cancelled"):
-                if len(self._results) >= 1024:
-                    self._results.pop(next(iter(self._results)))
-                self._results[driver.run_id] = driver.result()
+                self._results.put(driver.run_id, driver.result())
             return status
         finally:
             self._drivers.pop(driver.run_id, None)
@@ -233,8 +231,8 @@ class Engine:
             task = self._tasks.get(run_id)
             if task is not None:
                 await asyncio.shield(task)
-            if run_id in self._results and run_id not in self._tasks:
-                return self._results[run_id]
+            if run_id not in self._tasks and (cached := self._results.take(run_id)) is not None:
+                return cached
             result = await self.result(run_id)
             if result.status != "running" or run_id in self._tasks:
                 if result.status != "running":
@@ -258,7 +256,7 @@ class Engine:
             graph = await self.graph_for_version(row["version"])
             state = replay_state(graph, records)
         gates = msgspec.json.decode(row["gate"]) if row["gate"] else {}
-        return build_result(row, records, state, gates)
+        return build_result(row, history_rows(records), state, gates)
 
     def is_active(self, run_id: str) -> bool:
         return run_id in self._drivers
@@ -274,7 +272,7 @@ class Engine:
         driver = RunDriver(self, graph, row, state=state, frontier=scheduler.decode(row["frontier"], records),
                            step_count=len(records), epoch=epoch,
                            executed=sum(1 for r in records if r["status"] in ("completed", "failed")))
-        driver.records = records
+        driver.history = history_rows(records)
         # In-flight steps of a crashed process start again; count each execution once.
         driver.turns = sum(1 for r in records if r["type"] != "input" and r["status"] != "skipped") + len(
             driver.frontier.gates)
@@ -322,7 +320,7 @@ class Engine:
                 graph.schema.apply({}, key, answer, step_id=gate_step.id)
             except StateWriteError as exc:
                 raise InvalidAnswer({"response": exc.message}) from None
-        self._results.pop(run_id, None)  # from here on, a cached "paused" result may be stale
+        self._results.drop(run_id)  # from here on, a cached "paused" result may be stale
         epoch = await self.store.claim_paused(run_id, self.owner, self.services.settings.lease_seconds, idem)
         if epoch is None:
             raise NotPaused(f"run '{run_id}' is no longer paused")
@@ -334,7 +332,7 @@ class Engine:
         """Load a run this process just claimed, apply `first` to its driver, and drive it. A
         cancel that lands in between wins (NotPaused); anything else fails the run rather than
         leaving it claimed and idle."""
-        self._results.pop(run_id, None)  # the result it stopped with before is stale from now on
+        self._results.drop(run_id)  # the result it stopped with before is stale from now on
         try:
             row = await self.store.get_run(run_id)
             assert row is not None
@@ -359,7 +357,7 @@ class Engine:
             await self.resume(child_id, response)
         except NotPaused:
             pass  # answered already (directly, or by a racing resume): the parent still catches up
-        self._results.pop(row["id"], None)
+        self._results.drop(row["id"])
         epoch = await self.store.claim_paused(row["id"], self.owner, self.services.settings.lease_seconds)
         if epoch is None:
             raise NotPaused(f"run '{row['id']}' is no longer paused")
@@ -399,7 +397,7 @@ class Engine:
         """End a run this process is not driving (paused, or owned by another process). One
         transaction bumps the epoch (fencing off any owner still writing), sets the status and
         appends the closing events after the run's last stored one."""
-        self._results.pop(row["id"], None)
+        self._results.drop(row["id"])
         events: list[Any] = [OrchestrationError(error=message), Done(status=status)]
         ended = await self.store.end_run(row["id"], status, message, expect=expect, events=events,
                                          deadline_passed=deadline_passed)

@@ -285,3 +285,29 @@ async def test_a_long_stretch_of_live_events_is_committed_without_waiting_for_a_
     run_id, seen, committed = await _hang_and_watch(engine)
     # Run start, P's start and end, eight step starts: all stored while the steps still run.
     assert (committed, seen) == (list(range(1, 12)), list(range(2, 12)))
+
+
+def test_finished_results_kept_for_wait_are_bounded_by_the_steps_they_hold():
+    from engine.results import ResultCache, RunResult, history_entry
+
+    def result(run_id: str, steps: int) -> RunResult:
+        row = ("a", "a", "agent", "completed", 1, 0.0, 0.0, 0.0, None, 1, None)
+        return RunResult(status="completed", run_id=run_id, step_history=[history_entry(row)] * steps)
+
+    cache = ResultCache(max_steps=100)
+    for i in range(5):
+        cache.put(f"r{i}", result(f"r{i}", 30))  # 31 each with the run itself: three fit
+    assert (len(cache), cache.take("r0"), cache.take("r1")) == (3, None, None)
+    assert cache.take("r4").run_id == "r4" and cache.take("r4") is None  # handed over once
+    cache.put("huge", result("huge", 500))  # too big alone is still kept, alone
+    assert len(cache) == 1 and cache.take("huge") is not None
+
+
+async def test_wait_hands_over_a_finished_result_and_later_reads_the_store(make_engine, sqlite_url):
+    engine = await make_engine(sqlite_url, _wide(2), executors={"agent": _quick})
+    run_id = await engine.start("wide")
+    first = await engine.wait(run_id)
+    assert len(engine._results) == 0  # nothing of it left in memory
+    again = await engine.wait(run_id)
+    assert (first.status, again.status, again.step_history) == ("completed", "completed", first.step_history)
+    assert again.shared_state == first.shared_state
