@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from engine.steps.base import StepResult
-from tests.conftest import open_engine
+from tests.conftest import open_engine, pg_schema_url
 
 EXAMPLES = int(os.environ.get("ORCH_PROPERTY_EXAMPLES", "40"))
 PROPERTY = settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 40,
@@ -274,11 +275,12 @@ def test_a_gate_holds_only_what_lies_after_it(g: Graph) -> None:
     _scenario(g, body)
 
 
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 @PROPERTY
-@given(graphs(gates=1), st.integers(1, 12))
-def test_a_run_recovered_by_another_engine_ends_as_an_uninterrupted_one(g: Graph, stop_at: int) -> None:
+@given(g=graphs(gates=1), stop_at=st.integers(1, 12))
+def test_a_run_recovered_by_another_engine_ends_as_an_uninterrupted_one(backend: str, g: Graph, stop_at: int) -> None:
     async def body(tmp: Path) -> None:
-        url = f"sqlite:///{tmp / 'p.db'}"
+        url = f"sqlite:///{tmp / 'p.db'}" if backend == "sqlite" else pg_url
         stopped = asyncio.Event()
         calls = 0
 
@@ -311,4 +313,11 @@ def test_a_run_recovered_by_another_engine_ends_as_an_uninterrupted_one(g: Graph
         assert sorted(final.shared_state.get("trail", [])) == sorted(
             s["id"] for s in g.steps if s["id"] in g.must_run() and s.get("output_key") == "trail")
 
-    _scenario(g, body)
+    if backend == "sqlite":
+        _scenario(g, body)
+        return
+    pg_url, drop = pg_schema_url()  # a fresh schema per example
+    try:
+        _scenario(g, body)
+    finally:
+        drop()
