@@ -4,6 +4,7 @@ transaction before anything after it starts, pause at gates, stop on limits and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -67,6 +68,8 @@ class RunDriver:
         self._contexts: dict[int, StepCtx] = {}
         self._executors: Mapping[str, Executor] = engine.executors
         self._event_flush: asyncio.Task[None] | None = None
+        self._committed_seq: int = row["last_seq"]  # events up to here are stored
+        self._held: list[Event] = []  # emitted past the live window: streamed once it moves on
 
     # -- events and cost ---------------------------------------------------------------------
 
@@ -74,13 +77,30 @@ class RunDriver:
         self.seq += 1
         event.run_id, event.seq, event.ts = self.run_id, self.seq, time.time()
         self.pending.append(event)
-        self.engine.hub.publish(event)
+        if self.seq <= self._committed_seq + LIVE_EVENTS:
+            self.engine.hub.publish(event)
+        else:  # streamed once the events before it are stored
+            self._held.append(event)
         if len(self.pending) >= LIVE_EVENTS and self._event_flush is None:
             self._event_flush = asyncio.get_running_loop().create_task(self._flush_events())
 
+    async def skip_unstored_numbers(self) -> None:
+        """After a crash: the dead owner may have streamed numbers up to the window past the
+        last stored event. Go on past them, and store that before streaming anything."""
+        self.seq += LIVE_EVENTS
+        await self._checkpoint([])
+        self._committed_seq = self.seq
+
+    def _committed(self, seq: int) -> None:
+        """Events up to `seq` are stored: stream those held back that the window now allows."""
+        self._committed_seq = max(self._committed_seq, seq)
+        while self._held and self._held[0].seq <= self._committed_seq + LIVE_EVENTS:
+            self.engine.hub.publish(self._held.pop(0))
+
     async def _flush_events(self) -> None:
         try:
-            await self._checkpoint([])
+            while len(self.pending) >= LIVE_EVENTS:
+                await self._checkpoint([])
         except Fenced:
             pass  # the run is someone else's now; the next checkpoint of this driver says so
         finally:
@@ -173,6 +193,14 @@ class RunDriver:
 
     async def _start(self, token: Token) -> None:
         step = self.graph.steps[token.step_id]
+        if token.step_id in self.gates:
+            # Its question is still open (a fan-out inside a loop came round again): this
+            # arrival waits for the same answer rather than running the step again.
+            _, freed = scheduler.park(self.graph, self.frontier, token)
+            await self._checkpoint([])
+            for tok in freed:
+                await self._start(tok)
+            return
         if scheduler.loop_guard(self.graph, self.frontier, token.step_id):
             nxt = step.next[0] if step.next else None
             self.emit(LoopLimitReached(step_id=step.spec.id, max_iterations=step.spec.max_iterations, next_step_id=nxt))
@@ -342,6 +370,8 @@ class RunDriver:
             "active_seconds": self.active_seconds + (time.monotonic() - self._began if self._began else 0.0), **run,
         }
         await self.store.checkpoint(Checkpoint(self.run_id, self.epoch, values, records, events))
+        if events:
+            self._committed(events[-1][0])
 
     # -- gates and endings -------------------------------------------------------------------
 
@@ -354,9 +384,20 @@ class RunDriver:
             self.frontier.iterations[spec.id] -= 1
             self.turns -= 1
             await self._checkpoint([])
+            if gate.child_run_id and gate.child_run_id != self.gates[spec.id].get("child_run_id"):
+                # It ran alongside the first arrival and started a child of its own: only the
+                # first child's question is asked, so this one stops here.
+                with contextlib.suppress(EngineError):
+                    await self.engine.cancel(gate.child_run_id)
             for tok in freed:
                 await self._start(tok)
             return
+        await self._ask(fin, gate)
+        for tok in freed:
+            await self._start(tok)
+
+    async def _ask(self, fin: _Finished, gate: Any) -> None:
+        spec = fin.step.spec
         payload = {"step_id": spec.id, "prompt": gate.prompt, "fields": gate.fields,
                    "agent_context": gate.agent_context}
         self.gates[spec.id] = {**payload, "deadline": time.time() + gate.timeout_seconds,

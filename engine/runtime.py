@@ -184,22 +184,26 @@ class Engine:
                                               steps=[record])
         if created != run_id:
             if parent is None:  # a sub-orchestration step coming back for its child is a retry
-                await self._check_same_request(idempotency_key or "", created, graph.id, message, values)
+                await self._check_same_request(idempotency_key or "", created, graph, message, state or {})
             return created
         driver = RunDriver(self, graph, row, state=values, frontier=frontier, step_count=1, epoch=1)
         self.hub.publish(start_event)
         self._launch(driver)
         return run_id
 
-    async def _check_same_request(self, key: str, run_id: str, orchestration_id: str, message: str,
-                                  values: dict[str, Any]) -> None:
+    async def _check_same_request(self, key: str, run_id: str, graph: CompiledGraph, message: str,
+                                  state: Mapping[str, Any]) -> None:
         """A repeated key must carry the request it was first used with: same orchestration,
-        message and initial state. Anything else is a client bug, not a retry."""
+        message and state values. Anything else is a client bug, not a retry. (Compared as
+        stored: the state values as the schema converted them; defaults the request did not
+        give may have changed since, and do not count.)"""
         row = await self.store.get_run(run_id)
-        records = await self.store.step_records(run_id)
-        first = records[0] if records and records[0]["type"] == "input" else None
-        same = (row is not None and row["orchestration_id"] == orchestration_id and row["message"] == message
-                and first is not None and msgspec.json.decode(first["writes"]) == msgspec.to_builtins(values))
+        records = await self.store.step_records(run_id, first_only=True)
+        stored = msgspec.json.decode(records[0]["writes"]) if records and records[0]["type"] == "input" else None
+        given = {k: msgspec.to_builtins(graph.schema.check(k, v)) for k, v in state.items()}
+        same = (row is not None and stored is not None and row["orchestration_id"] == graph.id
+                and row["message"] == message.replace("\x00", "\ufffd")
+                and all(k in stored and stored[k] == v for k, v in given.items()))
         if not same:
             raise IdempotencyConflict(
                 f"Idempotency-Key '{key}' was first used for a different request (run '{run_id}'); "
@@ -211,17 +215,22 @@ class Engine:
         self._tasks[driver.run_id] = asyncio.create_task(self._drive(driver), name=f"run {driver.run_id}")
 
     async def _drive(self, driver: RunDriver) -> str:
+        me = asyncio.current_task()
         try:
             status = await driver.drive()
-            if status == "paused":
+            # A resume may have launched a new driver for this run while this one finished its
+            # last writes: then the run is that driver's, and this one's outcome is stale.
+            current = self._tasks.get(driver.run_id) is me
+            if status == "paused" and current:
                 self._arm_gate_timer(driver.run_id, min(g["deadline"] for g in driver.gates.values()))
-            if status in ("completed", "paused", "failed", "cancelled"):
+            if status in ("completed", "paused", "failed", "cancelled") and current:
                 self._results.put(driver.run_id, driver.result())
             return status
         finally:
-            self._drivers.pop(driver.run_id, None)
-            self._tasks.pop(driver.run_id, None)
-            self.hub.close(driver.run_id)
+            if self._tasks.get(driver.run_id) is me:
+                self._drivers.pop(driver.run_id, None)
+                self._tasks.pop(driver.run_id, None)
+                self.hub.close(driver.run_id)
 
     async def wait(self, run_id: str) -> RunResult:
         """The run's result once it stops running (completed, paused, failed, cancelled). A run
@@ -338,14 +347,14 @@ class Engine:
             assert row is not None
             driver = await self._load_driver(row, epoch)
             if recovered:  # events the dead owner streamed but never committed keep their numbers
-                driver.seq += LIVE_EVENTS
+                await driver.skip_unstored_numbers()
             await first(driver)
         except Fenced:
             raise NotPaused(f"run '{run_id}' was ended while it was being resumed") from None
         except Exception as exc:
             await self.store.end_run(run_id, "failed", f"internal error: {type(exc).__name__}: {exc}",
                                      expect=("running",), events=[OrchestrationError(error=str(exc)),
-                                                                  Done(status="failed")])
+                                                                  Done(status="failed")], live_gap=LIVE_EVENTS)
             raise
         self._launch(driver)
 
@@ -400,7 +409,7 @@ class Engine:
         self._results.drop(row["id"])
         events: list[Any] = [OrchestrationError(error=message), Done(status=status)]
         ended = await self.store.end_run(row["id"], status, message, expect=expect, events=events,
-                                         deadline_passed=deadline_passed)
+                                         deadline_passed=deadline_passed, live_gap=LIVE_EVENTS)
         if ended:
             for e in events:
                 self.hub.publish(e)

@@ -157,21 +157,23 @@ def _queue_exit(step: CompiledStep, route: str | None) -> tuple[str, ...] | None
 def park(graph: CompiledGraph, f: Frontier, token: Token) -> tuple[bool, list[Token]]:
     """The token reached a human step: hold it until someone answers. When a token already
     waits there (a fan-out inside a loop came round again), the two merge and the gate asks
-    once: returns True, and the tokens that merging set free (an inner fan-out it completed)."""
+    once. Returns whether it merged, and the tokens set free (an inner fan-out the merge
+    completed, steps that were waiting on each other)."""
     del f.tokens[token.id]
+    new: list[Token] = []
     other = next((t for t in f.gates if t.step_id == token.step_id), None)
     if other is None:
         f.gates.append(token)
-        return False, []
-    f.gates.remove(other)
-    new: list[Token] = []
-    _merge(graph, f, token.step_id, [other, token], new)
-    merged = new.pop(0)
-    del f.tokens[merged.id]
-    f.gates.append(merged)
+    else:
+        f.gates.remove(other)
+        _merge(graph, f, token.step_id, [other, token], new)
+        merged = new.pop(0)
+        del f.tokens[merged.id]
+        f.gates.append(merged)
+    # Steps stuck waiting on each other go now if no gate holds them (nothing else runs).
     while f.waiting and _release(graph, f, new):
         pass
-    return True, new
+    return other is not None, new
 
 
 def unpark(f: Frontier, step_id: str) -> Token | None:

@@ -230,7 +230,7 @@ async def _print_frontier(engine: Any, run_id: str) -> None:
         return
     frontier = scheduler.decode(row["frontier"])
     if frontier.tokens:
-        print("\nin flight: " + ", ".join(sorted(t.step_id for t in frontier.tokens.values())))
+        print("\nin flight: " + ", ".join(sorted({t.step_id for t in frontier.tokens.values()})))
     if frontier.waiting:
         print("\nwaiting for other branches to arrive: " + ", ".join(sorted({t.step_id for t in frontier.waiting})))
 

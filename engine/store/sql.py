@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, select, text, update
+from sqlalchemy import Engine, and_, bindparam, case, create_engine, event, func, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlmodel import SQLModel
 
@@ -383,9 +383,11 @@ class SQLStore:
         await self._submit(work)
 
     async def end_run(self, run_id: str, status: str, message: str, *, expect: Sequence[str], events: list[Any],
-                      deadline_passed: bool = False) -> bool:
+                      deadline_passed: bool = False, live_gap: int = 0) -> bool:
         """Compare-and-set a run to a final status from outside its driver, fencing the driver off
-        and appending `events` (their run_id/seq/ts are set here) after the last stored event."""
+        and appending `events` (their run_id/seq/ts are set here) after the last stored event —
+        `live_gap` numbers further on when the run was running, past any event its driver may
+        have streamed without storing it yet."""
         from engine.events import encode_event
 
         def work(conn: Any) -> bool:
@@ -396,7 +398,8 @@ class SQLStore:
             clean = message.replace("\x00", "\ufffd")
             res = conn.execute(update(RUNS).where(cond).values(
                 status=status, error=clean, response=clean, finished_at=now, updated_at=now,
-                epoch=RUNS.c.epoch + 1, last_seq=RUNS.c.last_seq + len(events)))
+                epoch=RUNS.c.epoch + 1,
+                last_seq=RUNS.c.last_seq + case((RUNS.c.status == "running", live_gap), else_=0) + len(events)))
             if res.rowcount != 1:
                 return False
             last = int(conn.execute(select(RUNS.c.last_seq).where(RUNS.c.id == run_id)).scalar_one())
@@ -443,8 +446,10 @@ class SQLStore:
         q = q.order_by(RUNS.c.created_at.desc(), RUNS.c.id.desc()).limit(limit)
         return [dict(r) for r in await self._in_reader(self._read, q)]
 
-    async def step_records(self, run_id: str) -> list[dict[str, Any]]:
+    async def step_records(self, run_id: str, *, first_only: bool = False) -> list[dict[str, Any]]:
         q = select(STEPS).where(STEPS.c.run_id == run_id).order_by(STEPS.c.idx)
+        if first_only:  # the run's input record
+            q = q.limit(1)
         return [dict(r) for r in await self._in_reader(self._read, q)]
 
     async def events(self, run_id: str, after: int = 0) -> list[tuple[int, bytes]]:

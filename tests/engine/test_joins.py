@@ -174,9 +174,18 @@ steps:
     # An unrelated gate waiting elsewhere does not hold the tangle up until it is answered.
     gated = graph.replace("id: tangle", "id: tangle2").replace("parallel_branches: [p, y]", "parallel_branches: [p, y, g]")
     gated += "  - {id: g, type: human, human_fields: [{name: ok, type: boolean}], next_step_id: end}\n"
-    engine = await make_engine(sqlite_url, gated, executors={"agent": exe})
-    paused = await asyncio.wait_for(engine.run("tangle2"), 10)
-    assert (paused.status, ran(paused)) == ("paused", Counter(["O", "p", "y", "b1", "X", "W", "J", "X", "W"]))
+    from engine.steps import default_executors
+
+    ask = default_executors()["human"]
+
+    async def slow_to_ask(ctx: Any) -> StepResult:  # parks after the tangle has formed
+        await asyncio.sleep(0.1)
+        return await ask(ctx)
+
+    for human in (ask, slow_to_ask):
+        engine = await make_engine(sqlite_url, gated, executors={"agent": exe, "human": human})
+        paused = await asyncio.wait_for(engine.run("tangle2"), 10)
+        assert (paused.status, ran(paused)) == ("paused", Counter(["O", "p", "y", "b1", "X", "W", "J", "X", "W"]))
 
 
 def test_waiting_tokens_are_kept_in_the_checkpoint():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from engine.steps.base import StepResult
 
 
@@ -311,3 +313,30 @@ async def test_wait_hands_over_a_finished_result_and_later_reads_the_store(make_
     again = await engine.wait(run_id)
     assert (first.status, again.status, again.step_history) == ("completed", "completed", first.step_history)
     assert again.shared_state == first.shared_state
+
+
+async def test_an_idempotency_key_matches_the_request_as_sent(make_engine, sqlite_url):
+    from engine.errors import IdempotencyConflict
+
+    engine = await make_engine(sqlite_url, _wide(2), executors={"agent": _quick})
+    first = await engine.start("wide", "text with a \x00 in it", {"out": ["seed"]}, idempotency_key="k1")
+    again = await engine.start("wide", "text with a \x00 in it", {"out": ["seed"]}, idempotency_key="k1")
+    assert again == first  # stored text replaces NUL, yet the retry is recognised
+    for message, state in (("other text", {"out": ["seed"]}), ("text with a \x00 in it", {"out": ["other"]})):
+        with pytest.raises(IdempotencyConflict):
+            await engine.start("wide", message, state, idempotency_key="k1")
+    await engine.wait(first)
+
+
+async def test_a_run_ended_from_another_engine_numbers_its_last_events_past_what_was_streamed(
+        make_engine, sqlite_url):
+    from engine.events import decode_event
+
+    first = await make_engine(sqlite_url, _wide(3), executors={"agent": _hang})
+    run_id, seen, committed = await _hang_and_watch(first)
+    assert max(seen) > max(committed)
+    await first.close()
+    other = await make_engine(sqlite_url, _wide(3), executors={"agent": _quick})
+    assert (await other.cancel(run_id)).status == "cancelled"
+    closing = [decode_event(b) for s, b in await other.store.events(run_id, after=max(seen))]
+    assert [type(e).__name__ for e in closing] == ["OrchestrationError", "Done"]
