@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import secrets
 import socket
@@ -294,19 +295,38 @@ class Engine:
     async def resume(self, run_id: str, response: Any, *, step_id: str | None = None,
                      idempotency_key: str | None = None) -> str:
         """Answer the run's gate and continue it. Exactly one of many concurrent resumes wins;
-        the others raise NotPaused — except repeats of the winner's idempotency key, which
-        return the run as the winner did."""
-        idem = f"resume:{run_id}:{idempotency_key}" if idempotency_key else None
-        if idem is not None and await self.store.idempotent_run(idem) == run_id:
+        the others raise NotPaused — except repeats of the winner's idempotency key with the
+        same answer, which return the run as the winner did (another answer under that key is
+        an IdempotencyConflict)."""
+        if not idempotency_key:
+            return await self._resume(run_id, response, step_id, ())
+        idem = f"resume:{run_id}:{idempotency_key}"
+        try:
+            request = msgspec.json.encode([step_id, response], order="sorted")
+        except (TypeError, ValueError):  # not JSON (a Python caller's object): compared as written
+            request = repr([step_id, response]).encode()
+        digest = hashlib.sha256(request).hexdigest()[:32]
+        keys = (idem, f"{idem}#{digest}")  # the key, and the key with this very request
+
+        async def repeated() -> bool:
+            if await self.store.idempotent_run(idem) != run_id:
+                return False
+            if await self.store.idempotent_run(keys[1]) != run_id:
+                raise IdempotencyConflict(
+                    f"Idempotency-Key '{idempotency_key}' was first used for a different answer to run "
+                    f"'{run_id}'; use a new key for a new request")
+            return True
+
+        if await repeated():
             return run_id
         try:
-            return await self._resume(run_id, response, step_id, idem)
+            return await self._resume(run_id, response, step_id, keys)
         except NotPaused:
-            if idem is not None and await self.store.idempotent_run(idem) == run_id:
+            if await repeated():
                 return run_id  # a concurrent repeat of this very request won
             raise
 
-    async def _resume(self, run_id: str, response: Any, step_id: str | None, idem: str | None) -> str:
+    async def _resume(self, run_id: str, response: Any, step_id: str | None, idempotency_keys: tuple[str, ...]) -> str:
         row = await self.store.get_run(run_id)
         if row is None:
             raise RunNotFound(f"run '{run_id}' not found")
@@ -330,7 +350,8 @@ class Engine:
             except StateWriteError as exc:
                 raise InvalidAnswer({"response": exc.message}) from None
         self._results.drop(run_id)  # from here on, a cached "paused" result may be stale
-        epoch = await self.store.claim_paused(run_id, self.owner, self.services.settings.lease_seconds, idem)
+        epoch = await self.store.claim_paused(run_id, self.owner, self.services.settings.lease_seconds,
+                                              idempotency_keys)
         if epoch is None:
             raise NotPaused(f"run '{run_id}' is no longer paused")
         self._disarm_gate_timer(run_id)

@@ -318,9 +318,9 @@ class SQLStore:
             cur.executemany(self._step_sql.sql, [self._step_sql.params(s) for s in steps])
 
     async def claim_paused(self, run_id: str, owner: str, lease_seconds: float,
-                           idempotency_key: str | None = None) -> int | None:
+                           idempotency_keys: Sequence[str] = ()) -> int | None:
         """Compare-and-set paused → running; the new epoch, or None when the run was not paused.
-        With an idempotency key, the winner records it in the same transaction."""
+        The winner records the idempotency keys in the same transaction."""
 
         def work(conn: Any) -> int | None:
             res = conn.execute(
@@ -330,8 +330,8 @@ class SQLStore:
             )
             if res.rowcount != 1:
                 return None
-            if idempotency_key is not None:
-                conn.execute(IDEM.insert(), {"key": idempotency_key, "run_id": run_id, "created_at": time.time()})
+            for key in idempotency_keys:
+                conn.execute(IDEM.insert(), {"key": key, "run_id": run_id, "created_at": time.time()})
             return int(conn.execute(select(RUNS.c.epoch).where(RUNS.c.id == run_id)).scalar_one())
 
         return await self._submit(work)  # type: ignore[no-any-return]

@@ -24,8 +24,8 @@ IdempotencyKey = Annotated[
     str | None,
     HeaderParameter(name="Idempotency-Key", min_length=1, max_length=255, required=False,
                     description="Repeating a request with the same key returns the outcome of the first one "
-                                "(no second run, no second answer); a run request that reuses a key with "
-                                "another orchestration, message or state gets 422"),
+                                "(no second run, no second answer); reusing a key with another request "
+                                "(orchestration, message, state, or answer) gets 422"),
 ]
 START_ERRORS = error_responses(404, 422)
 RESUME_ERRORS = error_responses(404, 409, 422)

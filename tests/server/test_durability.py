@@ -123,5 +123,9 @@ async def test_a_resume_repeated_with_its_idempotency_key_gets_the_same_outcome(
                                                      headers=headers) for _ in range(2)))
     third = await aapi.post(f"/orchestrations/runs/{run_id}/resume", json=body, headers=headers)
     other = await aapi.post(f"/orchestrations/runs/{run_id}/resume", json=body, headers={"Idempotency-Key": "x"})
-    assert [r.status_code for r in (first, second, third, other)] == [200, 200, 200, 409]
+    changed = await aapi.post(f"/orchestrations/runs/{run_id}/resume", json={"response": {"decision": "reject"}},
+                              headers=headers)
+    assert [r.status_code for r in (first, second, third, other, changed)] == [200, 200, 200, 409, 422]
     assert first.json()["status"] == second.json()["status"] == third.json()["status"] == "completed"
+    assert changed.json()["detail"] == (f"Idempotency-Key 'answer-1' was first used for a different answer to run "
+                                        f"'{run_id}'; use a new key for a new request")
