@@ -195,7 +195,7 @@ def compile_orchestration(
                 ids = [br] if isinstance(br, str) else list(br)
                 multi_branch_members.update(ids[:-1])
                 for i, sid in enumerate(ids[:-1]):
-                    queues.setdefault(sid, tuple(x for x in ids[i + 1:]))
+                    queues.setdefault(sid, tuple(ids[i + 1:]))
 
     def link(src: str, dst: str | None, kind: str, field_name: str) -> None:
         if dst is None or dst == "":
@@ -257,9 +257,10 @@ def compile_orchestration(
         g[u][v]["back"] = (u, v) in back_edges
         g[u][v]["keys"] = _writes(steps[u])
 
-    fwd = _forward(g, back_edges) if any(_fans(s) for s in steps.values()) else None
-    fanouts = _fanouts(fwd, steps) if fwd is not None else {}
-    bits, merge_masks = _merge_masks(fwd) if fwd is not None else ({}, {})
+    fwd = forward_graph(g, back_edges) if any(_fans(s) for s in steps.values()) else None
+    topo = list(nx.topological_sort(fwd)) if fwd is not None else []
+    fanouts = _fanouts(fwd, topo, steps) if fwd is not None else {}
+    bits, merge_masks = _merge_masks(fwd, topo) if fwd is not None else ({}, {})
     cycles = tuple(sorted(
         (tuple(sorted(c, key=order.__getitem__)) for c in nx.strongly_connected_components(g)
          if len(c) > 1 or g.has_edge(next(iter(c)), next(iter(c)))),
@@ -271,7 +272,7 @@ def compile_orchestration(
         orch=orch, file=file, steps=steps, graph=g, schema=schema, entry=entry, agents=agents,
         tools=tools, orchestrations=orchestrations, expressions=expressions, fanouts=fanouts,
         loop_owner=loop_owner, back_edges=back_edges, cycles=cycles, problems=problems,
-        partial=bool(broken),
+        partial=bool(broken), forward=fwd,
     )
     validator.run()
 
@@ -372,7 +373,7 @@ def _fans(s: StepBase) -> bool:
     return s.type == "parallel" or (len(s.next_ids) > 1 and s.type not in ("evaluator", "if_else", "switch"))
 
 
-def _forward(g: "nx.DiGraph[str]", back: set[tuple[str, str]]) -> "nx.DiGraph[str]":
+def forward_graph(g: "nx.DiGraph[str]", back: set[tuple[str, str]]) -> "nx.DiGraph[str]":
     """The graph without back edges and loop bodies: acyclic, what branches flow along."""
     fwd: nx.DiGraph[str] = nx.DiGraph()
     fwd.add_nodes_from(g.nodes)
@@ -380,9 +381,9 @@ def _forward(g: "nx.DiGraph[str]", back: set[tuple[str, str]]) -> "nx.DiGraph[st
     return fwd
 
 
-def _fanouts(fwd: "nx.DiGraph[str]", steps: Mapping[str, StepBase]) -> dict[str, FanOut]:
+def _fanouts(fwd: "nx.DiGraph[str]", topo: list[str], steps: Mapping[str, StepBase]) -> dict[str, FanOut]:
     result: dict[str, FanOut] = {}
-    order = {n: i for i, n in enumerate(nx.topological_sort(fwd))}
+    order = {n: i for i, n in enumerate(topo)}
     ends = {sid for sid, st in steps.items() if st.type == "end"}
     for s in steps.values():
         if s.type == "parallel":
@@ -399,13 +400,13 @@ def _fanouts(fwd: "nx.DiGraph[str]", steps: Mapping[str, StepBase]) -> dict[str,
     return result
 
 
-def _merge_masks(fwd: "nx.DiGraph[str]") -> tuple[dict[str, int], dict[str, int]]:
+def _merge_masks(fwd: "nx.DiGraph[str]", topo: list[str]) -> tuple[dict[str, int], dict[str, int]]:
     """A bit per step, in topological order, and for each step with several forward
     predecessors the bits of all its ancestors (a bitset per step: cheap to test at run time)."""
     bits: dict[str, int] = {}
     ancestors: dict[str, int] = {}
     masks: dict[str, int] = {}
-    for i, node in enumerate(nx.topological_sort(fwd)):
+    for i, node in enumerate(topo):
         bits[node] = 1 << i
         preds = list(fwd.predecessors(node))
         acc = 0

@@ -7,6 +7,7 @@ those when it emits, so executors construct events with their own fields only.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, AsyncIterator
 
 import msgspec
@@ -154,6 +155,51 @@ class EventHub:
             subs.discard(q)
             if not subs:
                 del self._subs[run_id]
+
+
+class RunEvents:
+    """One run's events as its driver emits them: numbered in order, kept until a checkpoint
+    stores them, and streamed to live subscribers as they happen — at most `window` ahead of
+    the stored ones (the rest wait for the next store), so that a run recovered after a crash
+    can number on past anything a subscriber may have seen (`skip`)."""
+
+    def __init__(self, hub: EventHub, run_id: str, last_seq: int, window: int) -> None:
+        self.hub, self.run_id, self.window = hub, run_id, window
+        self.seq = last_seq
+        self.pending: list[Event] = []  # emitted, not yet stored
+        self._stored = last_seq
+        self._held: list[Event] = []  # emitted past the window: streamed once it moves on
+
+    def emit(self, event: Event) -> None:
+        self.seq += 1
+        event.run_id, event.seq, event.ts = self.run_id, self.seq, time.time()
+        self.pending.append(event)
+        if self.seq <= self._stored + self.window:
+            self.hub.publish(event)
+        else:
+            self._held.append(event)
+
+    @property
+    def backlog_full(self) -> bool:
+        """As many events wait to be stored as may be streamed ahead: time to store them."""
+        return len(self.pending) >= self.window
+
+    def take(self) -> list[tuple[int, bytes]]:
+        """The pending events, encoded, for the checkpoint that stores them."""
+        out = [(e.seq, encode_event(e)) for e in self.pending]
+        self.pending = []
+        return out
+
+    def stored(self, seq: int) -> None:
+        """Events up to `seq` are stored: stream those held back that the window now allows."""
+        self._stored = max(self._stored, seq)
+        while self._held and self._held[0].seq <= self._stored + self.window:
+            self.hub.publish(self._held.pop(0))
+
+    def skip(self) -> None:
+        """After a crash the dead owner may have streamed numbers up to a window past the last
+        stored event: number on past them. The caller stores the new number, then `stored`."""
+        self.seq += self.window
 
 
 class Subscription:

@@ -15,19 +15,19 @@ from engine.compile import CompiledGraph, CompiledStep
 from engine.cost import format_cost_limit_message
 from engine.errors import CostLimitExceeded, EngineError, RunError, RunTimeout, StepFailed, TurnLimitExceeded
 from engine.events import (
-    Done, Event, HumanInputRequired, LoopLimitReached, OrchestrationComplete, OrchestrationError, StepComplete,
-    StepError, StepStart, encode_event, preview,
+    Done, Event, HumanInputRequired, LoopLimitReached, OrchestrationComplete, OrchestrationError, RunEvents,
+    StepComplete, StepError, StepStart, preview,
 )
+from engine.results import HistoryRow, history_rows
 from engine.scheduler import Frontier, Token
 from engine.stepctx import StepCtx, _Finished, execute_step
 from engine.steps.base import NO_OUTPUT, Executor, StepResult
-from engine.results import HistoryRow, history_rows
 from engine.store.sql import Checkpoint, Fenced
 
-# Events reach live subscribers before they are committed (with the step that emitted them).
-# At most this many are ever uncommitted: more, and they are committed on their own. A run
-# recovered after a crash numbers its events from the last committed one plus this, so no
-# number a subscriber saw live is given to another event.
+# Events reach live subscribers before they are committed (with the step that emitted them),
+# at most this many ahead of the stored ones (engine.events.RunEvents); a full backlog is
+# committed on its own. A run recovered after a crash, or ended from another process, numbers
+# its events from the last stored one plus this, so no number seen live is reused.
 LIVE_EVENTS = 1000
 
 if TYPE_CHECKING:
@@ -47,14 +47,13 @@ class RunDriver:
         self.frontier = frontier
         self.step_count = step_count  # step records written so far (their idx)
         self.epoch = epoch
-        self.seq: int = row["last_seq"]
+        self.events = RunEvents(engine.hub, self.run_id, row["last_seq"], LIVE_EVENTS)
         self.cost: float = row["cost_usd"]
         self.turns: int = row["turns"]
         self.active_seconds: float = row["active_seconds"]
         self.last_output: Any = None
         self.response: Any = NO_OUTPUT
         self.failure: RunError | None = None
-        self.pending: list[Event] = []  # emitted, not yet committed
         self.gates: dict[str, dict[str, Any]] = msgspec.json.decode(row["gate"]) if row.get("gate") else {}
         self.status = "running"
         self.cancel_requested = False
@@ -68,48 +67,29 @@ class RunDriver:
         self._contexts: dict[int, StepCtx] = {}
         self._executors: Mapping[str, Executor] = engine.executors
         self._event_flush: asyncio.Task[None] | None = None
-        self._committed_seq: int = row["last_seq"]  # events up to here are stored
-        self._held: list[Event] = []  # emitted past the live window: streamed once it moves on
 
     # -- events and cost ---------------------------------------------------------------------
 
     def emit(self, event: Event) -> None:
-        self.seq += 1
-        event.run_id, event.seq, event.ts = self.run_id, self.seq, time.time()
-        self.pending.append(event)
-        if self.seq <= self._committed_seq + LIVE_EVENTS:
-            self.engine.hub.publish(event)
-        else:  # streamed once the events before it are stored
-            self._held.append(event)
-        if len(self.pending) >= LIVE_EVENTS and self._event_flush is None:
+        self.events.emit(event)
+        if self.events.backlog_full and self._event_flush is None:
             self._event_flush = asyncio.get_running_loop().create_task(self._flush_events())
 
     async def skip_unstored_numbers(self) -> None:
-        """After a crash: the dead owner may have streamed numbers up to the window past the
-        last stored event. Go on past them, and store that before streaming anything."""
-        self.seq += LIVE_EVENTS
+        """After a crash: number events on past any the dead owner may have streamed, and
+        store that before streaming anything."""
+        self.events.skip()
         await self._checkpoint([])
-        self._committed_seq = self.seq
-
-    def _committed(self, seq: int) -> None:
-        """Events up to `seq` are stored: stream those held back that the window now allows."""
-        self._committed_seq = max(self._committed_seq, seq)
-        while self._held and self._held[0].seq <= self._committed_seq + LIVE_EVENTS:
-            self.engine.hub.publish(self._held.pop(0))
+        self.events.stored(self.events.seq)
 
     async def _flush_events(self) -> None:
         try:
-            while len(self.pending) >= LIVE_EVENTS:
+            while self.events.backlog_full:
                 await self._checkpoint([])
         except Fenced:
             pass  # the run is someone else's now; the next checkpoint of this driver says so
         finally:
             self._event_flush = None
-
-    def take_events(self) -> list[tuple[int, bytes]]:
-        out = [(e.seq, encode_event(e)) for e in self.pending]
-        self.pending = []
-        return out
 
     def add_cost(self, amount: float, step_id: str) -> None:
         self.cost += amount
@@ -193,13 +173,8 @@ class RunDriver:
 
     async def _start(self, token: Token) -> None:
         step = self.graph.steps[token.step_id]
-        if token.step_id in self.gates:
-            # Its question is still open (a fan-out inside a loop came round again): this
-            # arrival waits for the same answer rather than running the step again.
-            _, freed = scheduler.park(self.graph, self.frontier, token)
-            await self._checkpoint([])
-            for tok in freed:
-                await self._start(tok)
+        if token.step_id in self.gates:  # its question is open: no need to run it again
+            await self._join_gate(token)
             return
         if scheduler.loop_guard(self.graph, self.frontier, token.step_id):
             nxt = step.next[0] if step.next else None
@@ -363,15 +338,15 @@ class RunDriver:
             r["idx"] = self.step_count
             if not isinstance(r["writes"], bytes):
                 r["writes"] = _json.encode(r["writes"])
-        events = self.take_events()
+        events = self.events.take()
         values = {
             "frontier": scheduler.encode(self.frontier), "cost_usd": self.cost, "turns": self.turns,
-            "steps_done": self.step_count, "last_seq": self.seq, "updated_at": time.time(),
+            "steps_done": self.step_count, "last_seq": self.events.seq, "updated_at": time.time(),
             "active_seconds": self.active_seconds + (time.monotonic() - self._began if self._began else 0.0), **run,
         }
         await self.store.checkpoint(Checkpoint(self.run_id, self.epoch, values, records, events))
         if events:
-            self._committed(events[-1][0])
+            self.events.stored(events[-1][0])
 
     # -- gates and endings -------------------------------------------------------------------
 
@@ -379,25 +354,16 @@ class RunDriver:
         gate = fin.result.gate  # type: ignore[union-attr]
         assert gate is not None
         spec = fin.step.spec
-        merged, freed = scheduler.park(self.graph, self.frontier, fin.token)
-        if merged:  # the gate is already asking; this arrival waits for the same answer
+        if spec.id in self.gates:  # it ran alongside the arrival that asked first
             self.frontier.iterations[spec.id] -= 1
             self.turns -= 1
-            await self._checkpoint([])
             if gate.child_run_id and gate.child_run_id != self.gates[spec.id].get("child_run_id"):
-                # It ran alongside the first arrival and started a child of its own: only the
-                # first child's question is asked, so this one stops here.
+                # It started a child of its own: only the first child's question is asked.
                 with contextlib.suppress(EngineError):
                     await self.engine.cancel(gate.child_run_id)
-            for tok in freed:
-                await self._start(tok)
+            await self._join_gate(fin.token)
             return
-        await self._ask(fin, gate)
-        for tok in freed:
-            await self._start(tok)
-
-    async def _ask(self, fin: _Finished, gate: Any) -> None:
-        spec = fin.step.spec
+        freed = scheduler.park(self.graph, self.frontier, fin.token)
         payload = {"step_id": spec.id, "prompt": gate.prompt, "fields": gate.fields,
                    "agent_context": gate.agent_context}
         self.gates[spec.id] = {**payload, "deadline": time.time() + gate.timeout_seconds,
@@ -406,6 +372,16 @@ class RunDriver:
         self.emit(HumanInputRequired(step_id=spec.id, prompt=gate.prompt, fields=gate.fields,
                                      agent_context=gate.agent_context))
         await self._checkpoint([], gate=_json.encode(self.gates).decode())
+        for tok in freed:
+            await self._start(tok)
+
+    async def _join_gate(self, token: Token) -> None:
+        """A branch reached a gate whose question is still open (a fan-out inside a loop came
+        round again): it waits for the same answer."""
+        freed = scheduler.park(self.graph, self.frontier, token)
+        await self._checkpoint([])
+        for tok in freed:
+            await self._start(tok)
 
     async def answer_gate(self, step_id: str, answer: Any) -> None:
         """Record a gate's answer as the human step's completion and release its token; drive()

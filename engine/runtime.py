@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import secrets
 import socket
@@ -21,10 +20,11 @@ import msgspec
 from engine import scheduler
 from engine.compile import CompiledGraph, CompiledStep, compile_definition
 from engine.errors import (
-    DefinitionError, GateTimeout, IdempotencyConflict, InvalidAnswer, InvalidInput, NotPaused, ProviderError,
-    RunNotFound, StateWriteError,
+    DefinitionError, GateTimeout, InvalidAnswer, InvalidInput, NotPaused, ProviderError, RunNotFound,
+    StateWriteError,
 )
 from engine.events import Done, EventHub, OrchestrationError, RunStart, encode_event
+from engine.idempotency import ResumeKey, check_same_run_request
 from engine.loader import decode_orchestration
 from engine.results import ResultCache, RunResult, build_result, history_rows
 from engine.runner import LIVE_EVENTS, RunDriver
@@ -185,30 +185,12 @@ class Engine:
                                               steps=[record])
         if created != run_id:
             if parent is None:  # a sub-orchestration step coming back for its child is a retry
-                await self._check_same_request(idempotency_key or "", created, graph, message, state or {})
+                await check_same_run_request(self.store, idempotency_key or "", created, graph, message, state or {})
             return created
         driver = RunDriver(self, graph, row, state=values, frontier=frontier, step_count=1, epoch=1)
         self.hub.publish(start_event)
         self._launch(driver)
         return run_id
-
-    async def _check_same_request(self, key: str, run_id: str, graph: CompiledGraph, message: str,
-                                  state: Mapping[str, Any]) -> None:
-        """A repeated key must carry the request it was first used with: same orchestration,
-        message and state values. Anything else is a client bug, not a retry. (Compared as
-        stored: the state values as the schema converted them; defaults the request did not
-        give may have changed since, and do not count.)"""
-        row = await self.store.get_run(run_id)
-        records = await self.store.step_records(run_id, first_only=True)
-        stored = msgspec.json.decode(records[0]["writes"]) if records and records[0]["type"] == "input" else None
-        given = {k: msgspec.to_builtins(graph.schema.check(k, v)) for k, v in state.items()}
-        same = (row is not None and stored is not None and row["orchestration_id"] == graph.id
-                and row["message"] == message.replace("\x00", "\ufffd")
-                and all(k in stored and stored[k] == v for k, v in given.items()))
-        if not same:
-            raise IdempotencyConflict(
-                f"Idempotency-Key '{key}' was first used for a different request (run '{run_id}'); "
-                "use a new key for a new request")
 
     def _launch(self, driver: RunDriver) -> None:
         self._results.drop(driver.run_id)
@@ -273,7 +255,7 @@ class Engine:
 
     def pending_events(self, run_id: str) -> list[Any]:
         driver = self._drivers.get(run_id)
-        return list(driver.pending) if driver else []
+        return list(driver.events.pending) if driver else []
 
     async def _load_driver(self, row: dict[str, Any], epoch: int) -> RunDriver:
         graph = await self.graph_for_version(row["version"])
@@ -300,29 +282,13 @@ class Engine:
         an IdempotencyConflict)."""
         if not idempotency_key:
             return await self._resume(run_id, response, step_id, ())
-        idem = f"resume:{run_id}:{idempotency_key}"
-        try:
-            request = msgspec.json.encode([step_id, response], order="sorted")
-        except (TypeError, ValueError):  # not JSON (a Python caller's object): compared as written
-            request = repr([step_id, response]).encode()
-        digest = hashlib.sha256(request).hexdigest()[:32]
-        keys = (idem, f"{idem}#{digest}")  # the key, and the key with this very request
-
-        async def repeated() -> bool:
-            if await self.store.idempotent_run(idem) != run_id:
-                return False
-            if await self.store.idempotent_run(keys[1]) != run_id:
-                raise IdempotencyConflict(
-                    f"Idempotency-Key '{idempotency_key}' was first used for a different answer to run "
-                    f"'{run_id}'; use a new key for a new request")
-            return True
-
-        if await repeated():
+        idem = ResumeKey(run_id, idempotency_key, step_id, response)
+        if await idem.repeated(self.store):
             return run_id
         try:
-            return await self._resume(run_id, response, step_id, keys)
+            return await self._resume(run_id, response, step_id, idem.keys)
         except NotPaused:
-            if await repeated():
+            if await idem.repeated(self.store):
                 return run_id  # a concurrent repeat of this very request won
             raise
 

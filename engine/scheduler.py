@@ -52,12 +52,22 @@ class Frontier(msgspec.Struct):
     next_id: int = 1
     waiting: list[Token] = []  # tokens held where branches meet, until no other can arrive
 
-    def new_token(self, step_id: str, scopes: tuple[int, ...], then: tuple[str, ...] = (),
-                  skips: tuple[str, ...] = ()) -> Token:
+    def make_token(self, step_id: str, scopes: tuple[int, ...], then: tuple[str, ...] = (),
+                   skips: tuple[str, ...] = ()) -> Token:
+        """A token with a fresh id, not yet ready (the caller puts it where it stands)."""
         tok = Token(self.next_id, step_id, scopes, then, skips)
         self.next_id += 1
+        return tok
+
+    def new_token(self, step_id: str, scopes: tuple[int, ...], then: tuple[str, ...] = (),
+                  skips: tuple[str, ...] = ()) -> Token:
+        tok = self.make_token(step_id, scopes, then, skips)
         self.tokens[tok.id] = tok
         return tok
+
+    def open_scopes(self, scopes: tuple[int, ...]) -> tuple[int, ...]:
+        """Those of `scopes` whose fan-out has not finished yet."""
+        return tuple(s for s in scopes if s in self.scopes)
 
 
 def start(graph: CompiledGraph) -> Frontier:
@@ -121,7 +131,7 @@ def advance(graph: CompiledGraph, f: Frontier, token: Token, route: str | None, 
         # already skipped ends the branch (two exhausted steps would hand the token back and forth).
         chain = token.skips + (step.spec.id,)
         nexts = tuple(t for t in step.next if t not in chain)
-        live = [s for s in token.scopes if s in f.scopes]
+        live = f.open_scopes(token.scopes)
         if len(nexts) > 1 and live:  # a skipped fan-out: its targets are branches of this scope
             f.scopes[live[-1]].pending += len(nexts) - 1
         if not nexts:
@@ -154,11 +164,11 @@ def _queue_exit(step: CompiledStep, route: str | None) -> tuple[str, ...] | None
     return None
 
 
-def park(graph: CompiledGraph, f: Frontier, token: Token) -> tuple[bool, list[Token]]:
+def park(graph: CompiledGraph, f: Frontier, token: Token) -> list[Token]:
     """The token reached a human step: hold it until someone answers. When a token already
     waits there (a fan-out inside a loop came round again), the two merge and the gate asks
-    once. Returns whether it merged, and the tokens set free (an inner fan-out the merge
-    completed, steps that were waiting on each other)."""
+    once. Returns the tokens this sets free (an inner fan-out the merge completed, steps that
+    were waiting on each other)."""
     del f.tokens[token.id]
     new: list[Token] = []
     other = next((t for t in f.gates if t.step_id == token.step_id), None)
@@ -166,14 +176,11 @@ def park(graph: CompiledGraph, f: Frontier, token: Token) -> tuple[bool, list[To
         f.gates.append(token)
     else:
         f.gates.remove(other)
-        _merge(graph, f, token.step_id, [other, token], new)
-        merged = new.pop(0)
-        del f.tokens[merged.id]
-        f.gates.append(merged)
+        f.gates.append(_merge(graph, f, [other, token], new))
     # Steps stuck waiting on each other go now if no gate holds them (nothing else runs).
     while f.waiting and _release(graph, f, new):
         pass
-    return other is not None, new
+    return new
 
 
 def unpark(f: Frontier, step_id: str) -> Token | None:
@@ -187,7 +194,7 @@ def unpark(f: Frontier, step_id: str) -> Token | None:
 
 def _move(graph: CompiledGraph, f: Frontier, scopes: tuple[int, ...], target: str, then: tuple[str, ...],
           new: list[Token], skips: tuple[str, ...] = ()) -> None:
-    scopes = tuple(s for s in scopes if s in f.scopes)
+    scopes = f.open_scopes(scopes)
     for depth in range(len(scopes) - 1, -1, -1):
         scope = f.scopes[scopes[depth]]
         if scope.join == target:
@@ -203,14 +210,13 @@ def _move(graph: CompiledGraph, f: Frontier, scopes: tuple[int, ...], target: st
     if not then:  # a way into a multi-step branch part way down: go on down its list
         then = graph.steps[target].queue
     if graph.steps[target].merge_mask:
-        f.waiting.append(Token(f.next_id, target, scopes, then, skips))
-        f.next_id += 1
+        f.waiting.append(f.make_token(target, scopes, then, skips))
         return
     new.append(f.new_token(target, scopes, then, skips))
 
 
 def _end(graph: CompiledGraph, f: Frontier, scopes: tuple[int, ...], new: list[Token]) -> None:
-    live = [s for s in scopes if s in f.scopes]
+    live = f.open_scopes(scopes)
     if live:
         _settle(graph, f, f.scopes[live[-1]], arrived=False, new=new)
 
@@ -241,34 +247,38 @@ def _release(graph: CompiledGraph, f: Frontier, new: list[Token]) -> bool:
     branches run past its own join can do that), the earliest one not waiting for a gate goes."""
     steps = graph.steps
     live = 0
-    for tok in f.tokens.values():
-        live |= steps[tok.step_id].bit
-    for tok in f.gates:
+    for tok in (*f.tokens.values(), *f.gates, *f.waiting):
         live |= steps[tok.step_id].bit
     at: dict[str, list[Token]] = {}
     for tok in f.waiting:
-        live |= steps[tok.step_id].bit
         at.setdefault(tok.step_id, []).append(tok)
-    joins = {sid: steps[sc.join].bit for sid, sc in f.scopes.items() if sc.join is not None}
     order = sorted(at, key=lambda sid: steps[sid].bit)
-    go = []
-    for step_id in order:
-        mask = steps[step_id].merge_mask
-        if live & mask:
-            continue
-        if joins:
-            # An open fan-out whose join is this very step will bring a token here too.
-            own = {s for t in at[step_id] for s in t.scopes}
-            mask |= steps[step_id].bit
-            if any(bit & mask for sid, bit in joins.items() if sid not in own):
-                continue
-        go.append(step_id)
+    go = [sid for sid in order
+          if not live & steps[sid].merge_mask and not _joins_reach(graph, f, set(f.scopes), at[sid])]
     if not go and not f.tokens:
         go = _unstick(graph, f, order, at)
     for step_id in go:
         f.waiting = [t for t in f.waiting if t.step_id != step_id]
-        _merge(graph, f, step_id, at[step_id], new)
+        freed: list[Token] = []
+        tok = _merge(graph, f, at[step_id], freed)
+        f.tokens[tok.id] = tok
+        new.append(tok)
+        new.extend(freed)
     return bool(go)
+
+
+def _joins_reach(graph: CompiledGraph, f: Frontier, scopes: set[int], waiting: list[Token]) -> bool:
+    """Whether the join of one of these open fan-outs is the step the `waiting` tokens stand
+    at or can reach it — leaving out the fan-outs those tokens are in themselves."""
+    steps = graph.steps
+    target = steps[waiting[0].step_id]
+    reach = target.merge_mask | target.bit
+    own = {s for t in waiting for s in t.scopes}
+    for sid in scopes - own:
+        join = f.scopes[sid].join if sid in f.scopes else None
+        if join is not None and steps[join].bit & reach:
+            return True
+    return False
 
 
 def _unstick(graph: CompiledGraph, f: Frontier, order: list[str], at: dict[str, list[Token]]) -> list[str]:
@@ -286,32 +296,24 @@ def _unstick(graph: CompiledGraph, f: Frontier, order: list[str], at: dict[str, 
     while changed:
         changed = False
         for step_id in list(free):
-            own = {s for t in at[step_id] for s in t.scopes}
-            held_joins = 0
-            for sid in held_scopes - own:
-                join = f.scopes[sid].join if sid in f.scopes else None
-                if join is not None:
-                    held_joins |= steps[join].bit
-            mask = steps[step_id].merge_mask
-            if mask & held or held_joins & (mask | steps[step_id].bit):
+            if steps[step_id].merge_mask & held or _joins_reach(graph, f, held_scopes, at[step_id]):
                 free.remove(step_id)
                 held |= steps[step_id].bit
-                held_scopes.update(own)
+                held_scopes.update(s for t in at[step_id] for s in t.scopes)
                 changed = True
     return free[:1]
 
 
-def _merge(graph: CompiledGraph, f: Frontier, step_id: str, group: list[Token], new: list[Token]) -> None:
-    """Let the tokens of `group` (all at `step_id`) go on as one; it is the first added to `new`."""
+def _merge(graph: CompiledGraph, f: Frontier, group: list[Token], freed: list[Token]) -> Token:
+    """The one token the tokens of `group` (all at one step) go on as, not yet placed; tokens
+    this sets free elsewhere (a fan-out it completed) go to `freed`."""
     if len(group) == 1:
         tok = group[0]
-        tok.scopes = tuple(s for s in tok.scopes if s in f.scopes)
-        f.tokens[tok.id] = tok
-        new.append(tok)
-        return
+        tok.scopes = f.open_scopes(tok.scopes)
+        return tok
     # Several branches arrived: one token goes on, in the scopes they all share; each arriving
     # branch ends in the scope it came from (which may complete an inner fan-out).
-    paths = [tuple(s for s in t.scopes if s in f.scopes) for t in group]
+    paths = [f.open_scopes(t.scopes) for t in group]
     common: tuple[int, ...] = ()
     for level in zip(*paths):
         if any(x != level[0] for x in level):
@@ -322,9 +324,10 @@ def _merge(graph: CompiledGraph, f: Frontier, step_id: str, group: list[Token], 
     skips = tuple(dict.fromkeys(s for t in group for s in t.skips))
     # A branch of a multi-step `parallel` branch arriving here goes on down its list.
     then = next((t.then for t in group if t.then), ())
-    new.append(f.new_token(step_id, common, then, skips))
+    merged = f.make_token(group[0].step_id, common, then, skips)
     for path in paths:
-        _end(graph, f, path, new)
+        _end(graph, f, path, freed)
+    return merged
 
 
 def loop_guard(graph: CompiledGraph, f: Frontier, step_id: str) -> bool:

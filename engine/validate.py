@@ -53,6 +53,7 @@ class Validator:
     cycles: tuple[tuple[str, ...], ...]
     problems: list[Problem]
     partial: bool = False  # some steps failed to decode: flow checks would only mislead
+    forward: "nx.DiGraph[str] | None" = None  # the graph without back edges, if compile built it
     reads: dict[str, set[str]] = field(default_factory=dict)
 
     def add(self, code: str, message: str, step_id: str | None = None, hint: str | None = None,
@@ -332,14 +333,11 @@ class Validator:
 
     @property
     def _forward(self) -> "nx.DiGraph[str]":
-        fwd = getattr(self, "_fwd", None)
-        if fwd is None:
-            fwd = nx.DiGraph()
-            fwd.add_nodes_from(self.graph.nodes)
-            fwd.add_edges_from((u, v) for u, v, d in self.graph.edges(data=True)
-                               if (u, v) not in self.back_edges and d.get("kind") != "body")
-            self._fwd = fwd
-        return fwd
+        if self.forward is None:
+            from engine.compile import forward_graph
+
+            self.forward = forward_graph(self.graph, self.back_edges)
+        return self.forward
 
     def _available(self, writes: Mapping[str, int]) -> dict[str, int]:
         """Bitset of keys some ancestor (cycles included) writes, per step."""

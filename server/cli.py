@@ -270,10 +270,9 @@ async def _run(args: argparse.Namespace) -> int:
         graph = mine[0]
         progress = Progress(verbose=args.verbose)
         print(f"running {graph.id} ({graph.orchestration.name}) on {settings.database_url}")
-        state = _pairs(args.state, "--state")
-        for key, text in _pairs(args.state, "--state", raw=True).items():
-            if graph.schema.type_of(key).kind == "str":  # a text key takes the text as typed
-                state[key] = text
+        # A text key takes the text as typed; other values are read as JSON where they parse.
+        state = {key: text if graph.schema.type_of(key).kind == "str" else _value(text)
+                 for key, text in _pairs(args.state, "--state", raw=True).items()}
         try:
             run_id = await engine.start(graph.id, args.message or "", state)
         except InvalidInput as exc:

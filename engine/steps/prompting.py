@@ -10,7 +10,6 @@ The user message is the step's rendered `prompt_template` (or "Continue the work
 from __future__ import annotations
 
 import logging
-
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,6 +27,7 @@ _JSON_REQUESTS = {"dict": "Respond with a JSON object.", "list": "Respond with a
 
 log = logging.getLogger("orch.cost")
 _UNPRICED: set[str] = set()  # models already warned about
+
 
 def step_agent(ctx: StepContext) -> Agent | None:
     """The agent the step names, if any."""

@@ -34,13 +34,17 @@ RUN_DEFAULTS = {c.name: (c.default.arg if c.default is not None and not callable
 STEP_COLUMNS = tuple(c.name for c in STEPS.columns)
 
 
+def stored_text(value: str) -> str:
+    """A string as a text column keeps it: PostgreSQL text cannot hold NUL, so it becomes U+FFFD
+    (on every backend alike). JSON columns escape NUL and keep it exactly."""
+    return value.replace("\x00", "\ufffd")
+
+
 def _text_columns(values: dict[str, Any], keys: tuple[str, ...]) -> None:
-    """PostgreSQL text cannot hold NUL: such characters in text columns become U+FFFD. (JSON
-    columns escape them and keep them exactly.)"""
     for key in keys:
         value = values.get(key)
         if isinstance(value, str) and "\x00" in value:
-            values[key] = value.replace("\x00", "\ufffd")
+            values[key] = stored_text(value)
 
 
 def normalize_url(url: str) -> str:
@@ -336,10 +340,10 @@ class SQLStore:
 
         return await self._submit(work)  # type: ignore[no-any-return]
 
-    async def idempotent_run(self, key: str) -> str | None:
-        """The run an idempotency key was first used for, if it was."""
-        rows = await self._in_reader(self._read, select(IDEM.c.run_id).where(IDEM.c.key == key))
-        return str(rows[0]["run_id"]) if rows else None
+    async def idempotent_runs(self, keys: Sequence[str]) -> dict[str, str]:
+        """The run each of these idempotency keys was first used for, for those that were."""
+        rows = await self._in_reader(self._read, select(IDEM.c.key, IDEM.c.run_id).where(IDEM.c.key.in_(list(keys))))
+        return {str(r["key"]): str(r["run_id"]) for r in rows}
 
     async def claim_orphans(self, owner: str, lease_seconds: float,
                             owner_is_dead: Callable[[str | None], bool] = lambda o: False) -> list[tuple[str, int]]:
@@ -395,7 +399,7 @@ class SQLStore:
             cond = and_(RUNS.c.id == run_id, RUNS.c.status.in_(list(expect)))
             if deadline_passed:
                 cond = and_(cond, RUNS.c.gate_deadline.is_not(None), RUNS.c.gate_deadline <= now)
-            clean = message.replace("\x00", "\ufffd")
+            clean = stored_text(message)
             res = conn.execute(update(RUNS).where(cond).values(
                 status=status, error=clean, response=clean, finished_at=now, updated_at=now,
                 epoch=RUNS.c.epoch + 1,

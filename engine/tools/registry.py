@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import copy
+import functools
 import importlib
 import inspect
 import typing

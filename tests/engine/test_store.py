@@ -120,14 +120,19 @@ steps:
 """
 
 
-async def test_fifty_concurrent_resumes_one_wins_and_the_next_step_runs_once(make_engine, db_url) -> None:
-    runs = 0
+class CountingAgent:
+    """An agent executor that counts how often it ran."""
 
-    async def count(ctx: Any) -> StepResult:
-        nonlocal runs
-        runs += 1
+    def __init__(self) -> None:
+        self.runs = 0
+
+    async def __call__(self, ctx: Any) -> StepResult:
+        self.runs += 1
         return StepResult(output="done")
 
+
+async def test_fifty_concurrent_resumes_one_wins_and_the_next_step_runs_once(make_engine, db_url) -> None:
+    count = CountingAgent()
     engine = await make_engine(db_url, GATE_RACE, executors={"agent": count})
     paused = await engine.run("race")
     outcomes = await asyncio.gather(*(engine.resume(paused.run_id, {"decision": "approve"}) for _ in range(50)),
@@ -135,7 +140,7 @@ async def test_fifty_concurrent_resumes_one_wins_and_the_next_step_runs_once(mak
     winners = [o for o in outcomes if o == paused.run_id]
     losers = [o for o in outcomes if isinstance(o, NotPaused)]
     final = await engine.wait(paused.run_id)
-    assert (len(winners), len(losers), runs, final.status) == (1, 49, 1, "completed")
+    assert (len(winners), len(losers), count.runs, final.status) == (1, 49, 1, "completed")
     assert [h.step_id for h in final.step_history] == ["gate", "after"]
 
 
@@ -147,13 +152,7 @@ async def test_text_with_nul_characters_is_stored(make_engine, db_url) -> None:
 
 
 async def test_a_repeated_resume_with_the_same_idempotency_key_is_not_a_conflict(make_engine, db_url) -> None:
-    runs = 0
-
-    async def count(ctx: Any) -> StepResult:
-        nonlocal runs
-        runs += 1
-        return StepResult(output="done")
-
+    count = CountingAgent()
     engine = await make_engine(db_url, GATE_RACE, executors={"agent": count})
     paused = await engine.run("race")
     outcomes = await asyncio.gather(
@@ -162,5 +161,5 @@ async def test_a_repeated_resume_with_the_same_idempotency_key_is_not_a_conflict
     again = await engine.resume(paused.run_id, {"decision": "approve"}, idempotency_key="k1")
     with pytest.raises(NotPaused):
         await engine.resume(paused.run_id, {"decision": "approve"}, idempotency_key="k2")
-    assert (outcomes, again, runs, (await engine.wait(paused.run_id)).status) == (
+    assert (outcomes, again, count.runs, (await engine.wait(paused.run_id)).status) == (
         [paused.run_id] * 10, paused.run_id, 1, "completed")
