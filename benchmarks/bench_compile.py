@@ -22,9 +22,9 @@ from typing import Any, Callable
 import msgspec
 import yaml
 
-from engine.compile import compile_catalog
-from engine.loader import Catalog, load_text
-from engine.tools import ToolRegistry
+from orch.definition.compile import compile_catalog
+from orch.definition.loader import Catalog, load_text
+from orch.tools import ToolRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNAPSE = ROOT.parent / "shared" / "compat" / "synapse"

@@ -41,13 +41,13 @@ from bench_runtime import lg_config, lg_sqlite, table
 from sqlite_size import pragma
 from workloads import CountState, chain_yaml
 
-from engine.compile import compile_catalog
-from engine.loader import Catalog, load_text
-from engine.runtime import Engine
-from engine.services import build_services
-from engine.settings import Settings
-from engine.steps.base import StepResult
-from engine.store.sql import SQLStore
+from orch.definition.compile import compile_catalog
+from orch.definition.loader import Catalog, load_text
+from orch.run.engine import Engine
+from orch.services import build_services
+from orch.settings import Settings
+from orch.steps.base import StepResult
+from orch.store.sql import SQLStore
 
 SHORT, HOLD = 5, 2  # in-flight runs: a 5-step chain, held inside its 3rd step (s2)
 SITE_FRAMES = 1  # tracemalloc frames per allocation (1: the line that allocated)

@@ -28,13 +28,13 @@ from typing import Any, Awaitable, Callable
 from sqlite_size import checkpointed_size, pragma, row_payload
 from workloads import chain_yaml, fanout_yaml, lg_chain, lg_fanout, noop
 
-from engine import scheduler
-from engine.compile import CompiledGraph, compile_catalog
-from engine.loader import Catalog, load_text
-from engine.runtime import Engine
-from engine.services import build_services
-from engine.settings import Settings
-from engine.store.sql import SQLStore
+from orch.run import scheduler
+from orch.definition.compile import CompiledGraph, compile_catalog
+from orch.definition.loader import Catalog, load_text
+from orch.run.engine import Engine
+from orch.services import build_services
+from orch.settings import Settings
+from orch.store.sql import SQLStore
 
 CHAIN, LONG_CHAIN, WIDTH = 5, 200, 64
 GRAPHS = {"chain5": chain_yaml("chain5", CHAIN), "chain200": chain_yaml("chain200", LONG_CHAIN),

@@ -153,13 +153,13 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.api_key = "bench_" + secrets.token_urlsafe(24)
         self.graphs = workdir / "graphs"
-        self.log_path = workdir / "server.log"
+        self.log_path = workdir / "orch.server.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready_seconds = 0.0
 
     @property
     def argv(self) -> list[str]:
-        return [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+        return [sys.executable, "-m", "orch.server.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
                 "--api-key", self.api_key, "--db", self.db_url, "--graphs", str(self.graphs),
                 "--workers", str(self.workers)]
 

@@ -33,8 +33,8 @@ from typing import Any
 from bench_runtime import CHAIN, ours_check
 from bench_runtime import open_engine as open_bench_engine
 
-from engine.runtime import Engine
-from engine.store.sql import RUNS, STEPS, Checkpoint, SQLStore
+from orch.run.engine import Engine
+from orch.store.sql import RUNS, STEPS, Checkpoint, SQLStore
 
 STUBBED = ("create_run", "checkpoint")  # the writes a run makes; replaced by no-ops in loop_only()
 

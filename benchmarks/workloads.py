@@ -10,7 +10,7 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Any, TypedDict
 
-from engine.steps.base import StepResult
+from orch.steps.base import StepResult
 
 # -- this engine ---------------------------------------------------------------------------
 

@@ -1,0 +1,48 @@
+"""orch: durable, typed AI orchestrations.
+
+Everything a user needs is importable from here::
+
+    import orch
+
+    report = orch.load(["graphs/"])                # files → compiled graphs (and what was rejected)
+    engine, report = await orch.open_engine(orch.Settings(), graphs=["graphs/"])
+    result = await engine.run("orch-research-report", "Synapse AI platform")
+
+The modules below this package are organised in floors, each importing only the ones beneath
+it (docs/architecture.md): `definition` (file format → compiled graph), `steps`, `run`,
+`store`, with `providers`, `tools` and `events` beside them; `orch.server` is the HTTP API and
+`orch.server.cli` the `orch` command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orch.bootstrap import LoadReport, build_engine as open_engine, load_graphs
+from orch.definition.compile import CompiledGraph, CompileResult, compile_catalog as compile
+from orch.definition.loader import Catalog, load_paths, load_text
+from orch.errors import (
+    CostLimitExceeded, DefinitionError, EngineError, GateTimeout, IdempotencyConflict, InvalidAnswer, InvalidInput,
+    NotPaused, Problem, ProviderError, RunError, RunNotFound, RunStateError, RunTimeout, StateWriteError,
+    StepFailed, StepTimeout, ToolError, TurnLimitExceeded,
+)
+from orch.run.engine import Engine
+from orch.run.results import HistoryEntry, HumanInput, RunResult
+from orch.settings import Settings
+
+
+def load(paths: list[str | Path], *, tools: set[str] | None = None) -> LoadReport:
+    """Load and compile graph files (files or folders, as one set): what serves and what not."""
+    from orch.tools import ToolRegistry
+
+    names = tools if tools is not None else set(ToolRegistry.with_builtins().names())
+    return load_graphs(list(paths), names)
+
+
+__all__ = [
+    "Catalog", "CompileResult", "CompiledGraph", "CostLimitExceeded", "DefinitionError", "Engine", "EngineError",
+    "GateTimeout", "HistoryEntry", "HumanInput", "IdempotencyConflict", "InvalidAnswer", "InvalidInput", "LoadReport",
+    "NotPaused", "Problem", "ProviderError", "RunError", "RunNotFound", "RunResult", "RunStateError", "RunTimeout",
+    "Settings", "StateWriteError", "StepFailed", "StepTimeout", "ToolError", "TurnLimitExceeded", "compile", "load",
+    "load_paths", "load_text", "open_engine",
+]

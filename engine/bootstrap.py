@@ -6,14 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from engine.compile import CompiledGraph, compile_catalog
-from engine.errors import Problem
-from engine.loader import Catalog, load_paths
-from engine.runtime import Engine
-from engine.services import build_services
-from engine.settings import Settings
-from engine.steps.base import Executor
-from engine.store.sql import SQLStore
+from orch.definition.compile import CompiledGraph, compile_catalog
+from orch.errors import Problem
+from orch.definition.loader import Catalog, load_paths
+from orch.run.engine import Engine
+from orch.services import build_services
+from orch.settings import Settings
+from orch.steps.base import Executor
+from orch.store.sql import SQLStore
 
 
 @dataclass

@@ -16,8 +16,8 @@ from typing import Annotated, Any
 import msgspec
 import yaml
 
-from engine.errors import CostLimitExceeded
-from engine.providers.base import Usage
+from orch.errors import CostLimitExceeded
+from orch.providers.base import Usage
 
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from engine.errors import RunError, StepTimeout
+from orch.errors import RunError, StepTimeout
 
 __all__ = ["TransformError", "TransformLimits", "check_transform_syntax", "run_transform"]
 

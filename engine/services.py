@@ -6,15 +6,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from engine.cost import PriceTable
-from engine.errors import ProviderError
-from engine.providers.base import Provider
-from engine.sandbox import TransformLimits
-from engine.settings import Settings
-from engine.tools import ToolRegistry
+from orch.cost import PriceTable
+from orch.errors import ProviderError
+from orch.providers.base import Provider
+from orch.sandbox import TransformLimits
+from orch.settings import Settings
+from orch.tools import ToolRegistry
 
 if TYPE_CHECKING:
-    from engine.runtime import Engine
+    from orch.run.engine import Engine
 
 
 @dataclass
@@ -45,7 +45,7 @@ class Services:
 
 def build_services(settings: Settings, *, providers: Mapping[str, Provider] | None = None,
                    tools: ToolRegistry | None = None, **extra: Any) -> Services:
-    from engine.providers import build_providers
+    from orch.providers import build_providers
 
     registry = tools or ToolRegistry.with_builtins()
     for module in settings.tool_modules:

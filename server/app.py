@@ -12,14 +12,14 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
-from engine.bootstrap import LoadReport, build_engine
-from engine.settings import Settings
-from engine.steps.base import Executor
-from server.auth import KeyRing, env_keys, require_api_key
-from server.context import ServerContext, server_context
-from server.errors import EXCEPTION_HANDLERS
-from server.routes import agents, execution, orchestrations, runs
-from server.routes.health import health
+from orch.bootstrap import LoadReport, build_engine
+from orch.settings import Settings
+from orch.steps.base import Executor
+from orch.server.auth import KeyRing, env_keys, require_api_key
+from orch.server.context import ServerContext, server_context
+from orch.server.errors import EXCEPTION_HANDLERS
+from orch.server.routes import agents, execution, orchestrations, runs
+from orch.server.routes.health import health
 
 API_PREFIX = "/api/v1"
 log = logging.getLogger("orch.server")

@@ -9,10 +9,10 @@ from typing import TypeAlias
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 
-from engine.bootstrap import LoadReport
-from engine.runtime import Engine
-from engine.settings import Settings
-from server.feed import RunFeed
+from orch.bootstrap import LoadReport
+from orch.run.engine import Engine
+from orch.settings import Settings
+from orch.server.feed import RunFeed
 
 
 @dataclass

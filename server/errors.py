@@ -20,10 +20,10 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 
-from engine.errors import (
+from orch.errors import (
     DefinitionError, IdempotencyConflict, InvalidAnswer, InvalidInput, NotPaused, RunNotFound, StateWriteError,
 )
-from server.schemas import ErrorBody
+from orch.server.schemas import ErrorBody
 
 log = logging.getLogger("orch.server")
 

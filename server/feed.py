@@ -22,8 +22,8 @@ from typing import Any, AsyncIterator
 
 import msgspec
 
-from engine.events import Done, Subscription, encode_event
-from engine.runtime import Engine
+from orch.events import Done, Subscription, encode_event
+from orch.run.engine import Engine
 
 Item = tuple[int, bytes]
 

@@ -19,12 +19,12 @@ import uvicorn
 from litestar import Litestar
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from engine.bootstrap import LoadReport, load_graphs
-from engine.settings import Settings
-from engine.store.sql import SQLStore, normalize_url
-from engine.tools import ToolRegistry
-from server.app import API_PREFIX, create_app
-from server.auth import NoApiKeyConfigured, env_keys
+from orch.bootstrap import LoadReport, load_graphs
+from orch.settings import Settings
+from orch.store.sql import SQLStore, normalize_url
+from orch.tools import ToolRegistry
+from orch.server.app import API_PREFIX, create_app
+from orch.server.auth import NoApiKeyConfigured, env_keys
 
 CONFIG_ENV = "ORCH_SERVE_CONFIG"
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -73,7 +73,7 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, work
     # With several workers uvicorn opens the listening socket itself, and asyncio then leaves
     # Nagle's algorithm on for accepted connections (encode/uvicorn#3149): every response on a
     # kept-alive connection would wait ~40 ms for a delayed ACK. The protocol below turns it off.
-    uvicorn.run("server.main:app_from_env", factory=True, workers=workers, http=NoDelayHTTP,
+    uvicorn.run("orch.server.main:app_from_env", factory=True, workers=workers, http=NoDelayHTTP,
                 **options)  # type: ignore[arg-type]
 
 

@@ -1,7 +1,7 @@
 """Request and response bodies of the HTTP API that are not the engine's own shapes.
 
 The run/resume responses are `engine.results.RunResult` as-is (the seed's completed, paused and
-failed shapes); definitions and agents are the spec Structs of `engine.spec`.
+failed shapes); definitions and agents are the spec Structs of `orch.definition.spec`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from engine.errors import Problem
-from engine.results import HistoryEntry, HumanInput
+from orch.errors import Problem
+from orch.run.results import HistoryEntry, HumanInput
 
 RunStatus = Literal["running", "paused", "completed", "failed", "cancelled"]
 

@@ -7,7 +7,7 @@ from typing import AsyncIterator
 
 from litestar.response import Stream
 
-from server.feed import RunFeed
+from orch.server.feed import RunFeed
 
 PING = b": ping\n\n"
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

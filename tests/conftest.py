@@ -66,12 +66,12 @@ async def open_engine(url: str, *graphs: str, sandbox: Path, executors: dict[str
                       **settings: Any) -> Any:
     """An open engine over `url` with graphs given inline (YAML or JSON text) and executor
     overrides. The caller closes it."""
-    from engine.compile import compile_catalog
-    from engine.loader import Catalog, load_text
-    from engine.runtime import Engine
-    from engine.services import build_services
-    from engine.settings import Settings
-    from engine.store.sql import SQLStore
+    from orch.definition.compile import compile_catalog
+    from orch.definition.loader import Catalog, load_text
+    from orch.run.engine import Engine
+    from orch.services import build_services
+    from orch.settings import Settings
+    from orch.store.sql import SQLStore
 
     cfg = Settings(database_url=url, sandbox_root=str(sandbox), **settings)
     services = build_services(cfg)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ORCH = [sys.executable, "-m", "server.cli"]
+ORCH = [sys.executable, "-m", "orch.server.cli"]
 
 
 def orch(*args: str, cwd: Path = ROOT, stdin: str = "") -> subprocess.CompletedProcess[str]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from engine.providers.anthropic import AnthropicProvider
-from engine.providers.base import Completion, CompletionRequest, Message, Provider, ToolCall, ToolSpec, Usage
-from engine.providers.offline import OfflineProvider
-from engine.providers.openai_compat import OpenAICompatProvider
-from engine.settings import Settings
+from orch.providers.anthropic import AnthropicProvider
+from orch.providers.base import Completion, CompletionRequest, Message, Provider, ToolCall, ToolSpec, Usage
+from orch.providers.offline import OfflineProvider
+from orch.providers.openai_compat import OpenAICompatProvider
+from orch.settings import Settings
 
 __all__ = [
     "AnthropicProvider",

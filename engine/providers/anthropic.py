@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 import msgspec
 
-from engine.providers.base import Completion, CompletionRequest, Message, ToolCall, ToolSpec, Usage
-from engine.providers.retry import malformed_error, post_json
+from orch.providers.base import Completion, CompletionRequest, Message, ToolCall, ToolSpec, Usage
+from orch.providers.retry import malformed_error, post_json
 
 
 class _Block(msgspec.Struct):

@@ -40,7 +40,7 @@ from typing import Any
 
 import msgspec
 
-from engine.providers.base import Completion, CompletionRequest, Message, ToolCall, ToolSpec, Usage
+from orch.providers.base import Completion, CompletionRequest, Message, ToolCall, ToolSpec, Usage
 
 _TOPIC_LINE = re.compile(
     r"^[ \t]*(?:topic|query|user input|question|request|subject|brief)[ \t]*:[ \t]*(\S.*)$", re.I | re.M

@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import msgspec
 
-from engine.providers.base import Completion, CompletionRequest, Message, ToolCall, ToolSpec, Usage
-from engine.errors import ProviderError
-from engine.providers.retry import malformed_error, post_json, vendor_message
+from orch.providers.base import Completion, CompletionRequest, Message, ToolCall, ToolSpec, Usage
+from orch.errors import ProviderError
+from orch.providers.retry import malformed_error, post_json, vendor_message
 
 
 class _Function(msgspec.Struct):

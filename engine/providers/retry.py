@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from engine.errors import ProviderError
+from orch.errors import ProviderError
 
 _SNIPPET = 200
 

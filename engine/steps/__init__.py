@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from engine.steps.base import Executor
+from orch.steps.base import Executor
 
 
 def default_executors() -> dict[str, Executor]:
-    from engine.steps.agent import run_agent
-    from engine.steps.control import run_end, run_if_else, run_parallel, run_switch
-    from engine.steps.data import run_extract_json, run_merge, run_print, run_transform_step
-    from engine.steps.human import run_human
-    from engine.steps.llm import run_evaluator, run_llm
-    from engine.steps.loop import run_loop
-    from engine.steps.subflow import run_subflow
-    from engine.steps.tool import run_tool
+    from orch.steps.agent import run_agent
+    from orch.steps.control import run_end, run_if_else, run_parallel, run_switch
+    from orch.steps.data import run_extract_json, run_merge, run_print, run_transform_step
+    from orch.steps.human import run_human
+    from orch.steps.llm import run_evaluator, run_llm
+    from orch.steps.loop import run_loop
+    from orch.steps.subflow import run_subflow
+    from orch.steps.tool import run_tool
 
     return {
         "agent": run_agent, "llm": run_llm, "tool": run_tool, "evaluator": run_evaluator,

@@ -12,11 +12,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ToolError
-from engine.events import AgentTurn, ToolExecution, ToolResult, preview
-from engine.providers.base import Message, ToolCall, ToolSpec
-from engine.steps.base import StepContext, StepResult
-from engine.steps.prompting import (
+from orch.errors import ToolError
+from orch.events import AgentTurn, ToolExecution, ToolResult, preview
+from orch.providers.base import Message, ToolCall, ToolSpec
+from orch.steps.base import StepContext, StepResult
+from orch.steps.prompting import (
     as_text,
     build_messages,
     call_model,
@@ -26,7 +26,7 @@ from engine.steps.prompting import (
     step_agent,
     tool_calls_payload,
 )
-from engine.tools import ToolContext
+from orch.tools import ToolContext
 
 
 async def run_agent(ctx: StepContext) -> StepResult:

@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Protocol
 
-from engine.events import Event
-from engine.spec import StepBase
+from orch.events import Event
+from orch.definition.spec import StepBase
 
 if TYPE_CHECKING:
-    from engine.compile import CompiledGraph, CompiledStep
-    from engine.services import Services
+    from orch.definition.compile import CompiledGraph, CompiledStep
+    from orch.services import Services
 
 NO_OUTPUT: Any = type("NoOutput", (), {"__repr__": lambda self: "NO_OUTPUT"})()
 

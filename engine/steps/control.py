@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from engine.errors import StepFailed
-from engine.expressions import ExpressionError
-from engine.steps.base import StepContext, StepResult
+from orch.errors import StepFailed
+from orch.definition.expressions import ExpressionError
+from orch.steps.base import StepContext, StepResult
 
 
 async def run_parallel(ctx: StepContext) -> StepResult:

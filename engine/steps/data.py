@@ -7,9 +7,9 @@ from typing import Any
 
 import msgspec
 
-from engine.sandbox import TransformError, run_transform
-from engine.steps.base import StepContext, StepResult
-from engine.templates import render
+from orch.sandbox import TransformError, run_transform
+from orch.steps.base import StepContext, StepResult
+from orch.definition.templates import render
 
 _FENCE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n(.*?)```", re.S)
 

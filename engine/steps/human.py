@@ -10,10 +10,10 @@ from typing import Any
 
 import msgspec
 
-from engine.errors import InvalidAnswer
-from engine.spec import HumanField, StepBase
-from engine.steps.base import GateRequest, StepContext, StepResult
-from engine.templates import render
+from orch.errors import InvalidAnswer
+from orch.definition.spec import HumanField, StepBase
+from orch.steps.base import GateRequest, StepContext, StepResult
+from orch.definition.templates import render
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+?[0-9 ()./-]{5,20}$")

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 
-from engine.errors import StepFailed
-from engine.events import RoutingDecision
-from engine.providers.base import Message
-from engine.steps.base import StepContext, StepResult
-from engine.steps.prompting import (
+from orch.errors import StepFailed
+from orch.events import RoutingDecision
+from orch.providers.base import Message
+from orch.steps.base import StepContext, StepResult
+from orch.steps.prompting import (
     build_messages,
     call_model,
     parse_output,

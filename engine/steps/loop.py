@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from engine.errors import StepFailed
-from engine.state import type_name
-from engine.steps.base import NO_OUTPUT, StepContext, StepResult
+from orch.errors import StepFailed
+from orch.definition.state import type_name
+from orch.steps.base import NO_OUTPUT, StepContext, StepResult
 
 
 async def run_loop(ctx: StepContext) -> StepResult:

@@ -15,11 +15,11 @@ from typing import Any
 
 import msgspec
 
-from engine.providers.base import Completion, CompletionRequest, Message, Provider
-from engine.spec import Agent
-from engine.steps.base import StepContext
-from engine.steps.data import find_json
-from engine.templates import render, template_keys
+from orch.providers.base import Completion, CompletionRequest, Message, Provider
+from orch.definition.spec import Agent
+from orch.steps.base import StepContext
+from orch.steps.data import find_json
+from orch.definition.templates import render, template_keys
 
 CONTINUE = "Continue the workflow."
 _JSON_REQUESTS = {"dict": "Respond with a JSON object.", "list": "Respond with a JSON array."}

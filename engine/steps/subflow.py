@@ -13,9 +13,9 @@ import asyncio
 import contextlib
 import time
 
-from engine.errors import EngineError, StepFailed
-from engine.steps.base import GateRequest, StepContext, StepResult
-from engine.templates import render
+from orch.errors import EngineError, StepFailed
+from orch.steps.base import GateRequest, StepContext, StepResult
+from orch.definition.templates import render
 
 MAX_DEPTH = 3
 

@@ -13,13 +13,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from engine.errors import StepFailed, ToolError
-from engine.events import AgentTurn, ToolExecution, ToolResult, preview
-from engine.providers.base import Message, ToolCall
-from engine.steps.agent import tool_context
-from engine.steps.base import StepContext, StepResult
-from engine.steps.prompting import as_text, build_messages, call_model, request_for, resolve_model, tool_calls_payload
-from engine.templates import render
+from orch.errors import StepFailed, ToolError
+from orch.events import AgentTurn, ToolExecution, ToolResult, preview
+from orch.providers.base import Message, ToolCall
+from orch.steps.agent import tool_context
+from orch.steps.base import StepContext, StepResult
+from orch.steps.prompting import as_text, build_messages, call_model, request_for, resolve_model, tool_calls_payload
+from orch.definition.templates import render
 
 _WHOLE_PLACEHOLDER = re.compile(r"\{state((?:\.\w+)+)\}")
 _MISSING = object()

@@ -23,8 +23,8 @@ from sqlalchemy import Engine, and_, bindparam, case, create_engine, event, func
 from sqlalchemy.exc import OperationalError
 from sqlmodel import SQLModel
 
-from engine.store.prepared import Prepared, raw_connection, resolve, resolve_all
-from engine.store.tables import ApiKeyRow, DefinitionRow, EventRow, IdempotencyRow, RunRow, StepRow
+from orch.store.prepared import Prepared, raw_connection, resolve, resolve_all
+from orch.store.tables import ApiKeyRow, DefinitionRow, EventRow, IdempotencyRow, RunRow, StepRow
 
 RUNS, STEPS, EVENTS = RunRow.__table__, StepRow.__table__, EventRow.__table__  # type: ignore[attr-defined]
 DEFS, IDEM, KEYS = DefinitionRow.__table__, IdempotencyRow.__table__, ApiKeyRow.__table__  # type: ignore[attr-defined]
@@ -392,7 +392,7 @@ class SQLStore:
         and appending `events` (their run_id/seq/ts are set here) after the last stored event —
         `live_gap` numbers further on when the run was running, past any event its driver may
         have streamed without storing it yet."""
-        from engine.events import encode_event
+        from orch.events import encode_event
 
         def work(conn: Any) -> bool:
             now = time.time()

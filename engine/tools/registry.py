@@ -23,8 +23,8 @@ from typing import Any
 
 import msgspec
 
-from engine.errors import ToolError
-from engine.providers.base import ToolSpec
+from orch.errors import ToolError
+from orch.providers.base import ToolSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +72,7 @@ class ToolRegistry:
     @classmethod
     def with_builtins(cls) -> ToolRegistry:
         # Imported here because the built-ins import ToolContext from this module.
-        from engine.tools.builtin import BUILTIN_TOOLS
+        from orch.tools.builtin import BUILTIN_TOOLS
 
         return cls(BUILTIN_TOOLS)
 

@@ -6,10 +6,10 @@ from litestar import Router, get
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
-from engine.spec import Agent
-from server.context import Ctx, ServerContext
-from server.errors import error_responses
-from server.schemas import AgentSummary
+from orch.definition.spec import Agent
+from orch.server.context import Ctx, ServerContext
+from orch.server.errors import error_responses
+from orch.server.schemas import AgentSummary
 
 
 def agents(ctx: ServerContext) -> dict[str, Agent]:

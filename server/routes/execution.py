@@ -13,12 +13,12 @@ from litestar import Router, post
 from litestar.params import FromPath, HeaderParameter, JSONBody
 from litestar.response import Stream
 
-from engine.errors import RunNotFound
-from engine.results import RunResult
-from server.context import Ctx, ServerContext
-from server.errors import error_responses
-from server.schemas import ResumeRequest, RunRequest
-from server.sse import MEDIA_TYPE, event_stream
+from orch.errors import RunNotFound
+from orch.run.results import RunResult
+from orch.server.context import Ctx, ServerContext
+from orch.server.errors import error_responses
+from orch.server.schemas import ResumeRequest, RunRequest
+from orch.server.sse import MEDIA_TYPE, event_stream
 
 IdempotencyKey = Annotated[
     str | None,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from litestar import Response, get
 from litestar.openapi.datastructures import ResponseSpec
 
-from server.context import Ctx
-from server.schemas import Health
+from orch.server.context import Ctx
+from orch.server.schemas import Health
 
 
 @get("/health", summary="Server status, graphs loaded and database reachability", tags=["health"],

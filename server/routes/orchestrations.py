@@ -8,14 +8,14 @@ import msgspec.structs
 from litestar import Response, Router, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from engine.compile import CompiledGraph, compile_definition
-from engine.errors import Problem, RunNotFound
-from engine.loader import broken_steps, decode_orchestration
-from engine.render import dot, mermaid
-from engine.spec import Orchestration
-from server.context import Ctx, ServerContext
-from server.errors import error_responses
-from server.schemas import OrchestrationSummary, ValidationReport
+from orch.definition.compile import CompiledGraph, compile_definition
+from orch.errors import Problem, RunNotFound
+from orch.definition.loader import broken_steps, decode_orchestration
+from orch.definition.render import dot, mermaid
+from orch.definition.spec import Orchestration
+from orch.server.context import Ctx, ServerContext
+from orch.server.errors import error_responses
+from orch.server.schemas import OrchestrationSummary, ValidationReport
 
 POSTED = "<request>"
 

@@ -12,12 +12,12 @@ from litestar.exceptions import ValidationException
 from litestar.params import FromPath, FromQuery, HeaderParameter, QueryParameter
 from litestar.response import Stream
 
-from engine.errors import RunNotFound
-from engine.results import RunResult, iso
-from server.context import Ctx
-from server.errors import error_responses
-from server.schemas import RunDetail, RunPage, RunStatus, RunSummary
-from server.sse import MEDIA_TYPE, event_stream
+from orch.errors import RunNotFound
+from orch.run.results import RunResult, iso
+from orch.server.context import Ctx
+from orch.server.errors import error_responses
+from orch.server.schemas import RunDetail, RunPage, RunStatus, RunSummary
+from orch.server.sse import MEDIA_TYPE, event_stream
 
 MAX_SEQ = 2**53  # beyond any real seq, and within what every database stores as an integer
 # Bounds are written gt=-1 rather than ge=0: Litestar leaves a zero bound out of the OpenAPI schema.

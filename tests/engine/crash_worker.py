@@ -16,13 +16,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from engine.compile import compile_catalog  # noqa: E402
-from engine.loader import load_text  # noqa: E402
-from engine.runtime import Engine  # noqa: E402
-from engine.services import build_services  # noqa: E402
-from engine.settings import Settings  # noqa: E402
-from engine.steps.base import StepResult  # noqa: E402
-from engine.store.sql import SQLStore  # noqa: E402
+from orch.definition.compile import compile_catalog  # noqa: E402
+from orch.definition.loader import load_text  # noqa: E402
+from orch.run.engine import Engine  # noqa: E402
+from orch.services import build_services  # noqa: E402
+from orch.settings import Settings  # noqa: E402
+from orch.steps.base import StepResult  # noqa: E402
+from orch.store.sql import SQLStore  # noqa: E402
 
 
 def chain_graph(n: int = 20) -> str:

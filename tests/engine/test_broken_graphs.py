@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.compile import compile_catalog
-from engine.errors import Problem
-from engine.loader import load_paths
+from orch.definition.compile import compile_catalog
+from orch.errors import Problem
+from orch.definition.loader import load_paths
 
 HERE = Path(__file__).parent
 BROKEN = HERE / "broken"

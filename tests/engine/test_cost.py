@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.cost import CostMeter, Price, PriceTable, format_cost_limit_message
-from engine.errors import CostLimitExceeded
-from engine.providers.base import Usage
+from orch.cost import CostMeter, Price, PriceTable, format_cost_limit_message
+from orch.errors import CostLimitExceeded
+from orch.providers.base import Usage
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from engine.compile import CompileResult, compile_catalog
-from engine.loader import Catalog, load_paths
-from engine.spec import STEP_TYPES
-from engine.steps.human import field_payload
-from engine.tools import ToolRegistry
+from orch.definition.compile import CompileResult, compile_catalog
+from orch.definition.loader import Catalog, load_paths
+from orch.definition.spec import STEP_TYPES
+from orch.steps.human import field_payload
+from orch.tools import ToolRegistry
 
 GRAPHS = Path(__file__).resolve().parents[2] / "graphs"
 
@@ -152,9 +152,9 @@ def test_examples_show_every_graph_shape(catalog: Catalog, compiled: dict[str, C
         assert set(la.spec.tool_names or ()) <= registered
 
 
-@pytest.mark.skipif(importlib.util.find_spec("engine.render") is None, reason="engine.render is not written yet")
+@pytest.mark.skipif(importlib.util.find_spec("orch.definition.render") is None, reason="engine.render is not written yet")
 def test_every_graph_renders_as_mermaid(compiled: dict[str, CompileResult]) -> None:
-    mermaid = importlib.import_module("engine.render").mermaid
+    mermaid = importlib.import_module("orch.definition.render").mermaid
     for oid, result in compiled.items():
         assert result.graph is not None
         text = mermaid(result.graph)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.expressions import FUNCTIONS, Expression, ExpressionError, compile_expression
+from orch.definition.expressions import FUNCTIONS, Expression, ExpressionError, compile_expression
 
 STATE: dict[str, Any] = {
     "a": {"b": [1, 2, {"c": "x"}]},

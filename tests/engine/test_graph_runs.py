@@ -10,9 +10,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from engine.bootstrap import build_engine
-from engine.settings import Settings
-from engine.tools import BUILTIN_TOOLS, ToolRegistry
+from orch.bootstrap import build_engine
+from orch.settings import Settings
+from orch.tools import BUILTIN_TOOLS, ToolRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).with_name("golden") / "research_report.json"

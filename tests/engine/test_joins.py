@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from engine import scheduler
-from engine.steps.base import StepResult
+from orch.run import scheduler
+from orch.steps.base import StepResult
 
 
 def ran(result: Any) -> Counter[str]:
@@ -174,7 +174,7 @@ steps:
     # An unrelated gate waiting elsewhere does not hold the tangle up until it is answered.
     gated = graph.replace("id: tangle", "id: tangle2").replace("parallel_branches: [p, y]", "parallel_branches: [p, y, g]")
     gated += "  - {id: g, type: human, human_fields: [{name: ok, type: boolean}], next_step_id: end}\n"
-    from engine.steps import default_executors
+    from orch.steps import default_executors
 
     ask = default_executors()["human"]
 
@@ -308,7 +308,7 @@ steps:
 async def test_a_gate_reached_again_while_it_waits_asks_once(make_engine, sqlite_url):
     """A fan-out inside a loop reaches the human step `h` each time round while its first
     question is still open: the arrivals wait for that one answer, and the run goes on once."""
-    from engine.events import decode_event
+    from orch.events import decode_event
 
     graph = """
 id: regate

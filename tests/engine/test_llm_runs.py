@@ -7,7 +7,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from engine.events import decode_event
+from orch.events import decode_event
 from tests.fakes import FakeLLMServer, Reply, Status, running_fake_llm
 
 

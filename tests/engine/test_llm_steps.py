@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 
-from engine.compile import CompiledGraph, CompiledStep, compile_definition
-from engine.cost import PriceTable, format_cost_limit_message
-from engine.errors import CostLimitExceeded, StepFailed
-from engine.events import AgentTurn, Event, RoutingDecision, ToolExecution, ToolResult
-from engine.providers import AnthropicProvider, OfflineProvider, OpenAICompatProvider
-from engine.providers.base import Usage
-from engine.providers.openai_compat import parse_arguments
-from engine.services import Services
-from engine.settings import Settings
-from engine.spec import (
+from orch.definition.compile import CompiledGraph, CompiledStep, compile_definition
+from orch.cost import PriceTable, format_cost_limit_message
+from orch.errors import CostLimitExceeded, StepFailed
+from orch.events import AgentTurn, Event, RoutingDecision, ToolExecution, ToolResult
+from orch.providers import AnthropicProvider, OfflineProvider, OpenAICompatProvider
+from orch.providers.base import Usage
+from orch.providers.openai_compat import parse_arguments
+from orch.services import Services
+from orch.settings import Settings
+from orch.definition.spec import (
     Agent,
     AgentStep,
     EndStep,
@@ -32,11 +32,11 @@ from engine.spec import (
     StepBase,
     ToolStep,
 )
-from engine.steps.agent import run_agent
-from engine.steps.base import StepResult
-from engine.steps.llm import run_evaluator, run_llm
-from engine.steps.tool import run_tool
-from engine.tools import ToolRegistry
+from orch.steps.agent import run_agent
+from orch.steps.base import StepResult
+from orch.steps.llm import run_evaluator, run_llm
+from orch.steps.tool import run_tool
+from orch.tools import ToolRegistry
 from tests.fakes import FakeLLMServer, RecordedRequest, Reply, running_fake_llm
 
 MODEL = "gpt-4o"

@@ -7,12 +7,12 @@ import math
 import msgspec
 import pytest
 
-from engine.providers import OfflineProvider, build_providers
-from engine.providers.anthropic import AnthropicProvider
-from engine.providers.base import Completion, CompletionRequest, Message, ToolCall, ToolSpec, Usage
-from engine.providers.openai_compat import OpenAICompatProvider
-from engine.settings import Settings
-from engine.tools import ToolRegistry
+from orch.providers import OfflineProvider, build_providers
+from orch.providers.anthropic import AnthropicProvider
+from orch.providers.base import Completion, CompletionRequest, Message, ToolCall, ToolSpec, Usage
+from orch.providers.openai_compat import OpenAICompatProvider
+from orch.settings import Settings
+from orch.tools import ToolRegistry
 
 TOOLS = {spec.name: spec for spec in ToolRegistry.with_builtins().specs()}
 

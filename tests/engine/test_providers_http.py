@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.errors import ProviderError
-from engine.providers.anthropic import AnthropicProvider
-from engine.providers.base import (
+from orch.errors import ProviderError
+from orch.providers.anthropic import AnthropicProvider
+from orch.providers.base import (
     Completion,
     CompletionRequest,
     Message,
@@ -20,7 +20,7 @@ from engine.providers.base import (
     ToolSpec,
     Usage,
 )
-from engine.providers.openai_compat import OpenAICompatProvider
+from orch.providers.openai_compat import OpenAICompatProvider
 from tests.fakes import Delay, FakeLLMServer, Malformed, Reply, Status, running_fake_llm
 
 MODEL = "model-x"

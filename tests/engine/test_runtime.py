@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from engine.errors import InvalidAnswer, InvalidInput, NotPaused
-from engine.steps.base import StepResult
+from orch.errors import InvalidAnswer, InvalidInput, NotPaused
+from orch.steps.base import StepResult
 
 
 async def echo_agent(ctx: Any) -> StepResult:
@@ -217,7 +217,7 @@ async def test_global_turn_limit(make_engine, sqlite_url):
 
 
 async def test_step_timeout_retry_and_on_error_continue(make_engine, sqlite_url):
-    from engine.errors import ProviderError
+    from orch.errors import ProviderError
 
     calls = {"flaky": 0}
 
@@ -271,7 +271,7 @@ async def test_cancel_a_running_and_a_paused_run(make_engine, sqlite_url):
 
 
 async def test_events_have_monotonic_seq_and_are_persisted_in_order(make_engine, sqlite_url):
-    from engine.events import decode_event
+    from orch.events import decode_event
 
     engine = await make_engine(sqlite_url, CHAIN, executors={"agent": echo_agent})
     result = await engine.run("chain", "tides")
@@ -308,8 +308,8 @@ async def test_run_timeout_stops_a_run_that_overruns(make_engine, sqlite_url):
 
 
 async def test_a_paused_run_resumes_on_the_definition_it_started_with(make_engine, sqlite_url, tmp_path):
-    from engine.compile import compile_catalog
-    from engine.loader import load_text
+    from orch.definition.compile import compile_catalog
+    from orch.definition.loader import load_text
 
     engine = await make_engine(sqlite_url, GATE, executors={"agent": echo_agent})
     paused = await engine.run("gated", "tides")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from engine.steps.base import StepResult
+from orch.steps.base import StepResult
 
 
 def brief(result: Any) -> list[tuple[str, str]]:
@@ -148,7 +148,7 @@ steps:
 
 
 async def test_a_concurrent_loop_reports_the_real_error(make_engine, sqlite_url):
-    from engine.errors import ProviderError
+    from orch.errors import ProviderError
 
     graph = """
 id: lg
@@ -263,7 +263,7 @@ async def test_event_numbers_streamed_live_are_never_given_to_other_events_after
     """Events reach subscribers before their step's checkpoint commits them. A run recovered
     elsewhere numbers its events beyond any it can have streamed, so no number a subscriber
     saw is reused for another event."""
-    from engine.events import decode_event
+    from orch.events import decode_event
 
     first = await make_engine(sqlite_url, _wide(3), executors={"agent": _hang})
     run_id, seen, committed = await _hang_and_watch(first)
@@ -280,7 +280,7 @@ async def test_event_numbers_streamed_live_are_never_given_to_other_events_after
 
 async def test_a_long_stretch_of_live_events_is_committed_without_waiting_for_a_step(
         make_engine, sqlite_url, monkeypatch):
-    from engine import runner
+    from orch.run import driver as runner
 
     monkeypatch.setattr(runner, "LIVE_EVENTS", 5)
     engine = await make_engine(sqlite_url, _wide(8), executors={"agent": _hang})
@@ -290,7 +290,7 @@ async def test_a_long_stretch_of_live_events_is_committed_without_waiting_for_a_
 
 
 def test_finished_results_kept_for_wait_are_bounded_by_the_steps_they_hold():
-    from engine.results import ResultCache, RunResult, history_entry
+    from orch.run.results import ResultCache, RunResult, history_entry
 
     def result(run_id: str, steps: int) -> RunResult:
         row = ("a", "a", "agent", "completed", 1, 0.0, 0.0, 0.0, None, 1, None)
@@ -316,7 +316,7 @@ async def test_wait_hands_over_a_finished_result_and_later_reads_the_store(make_
 
 
 async def test_an_idempotency_key_matches_the_request_as_sent(make_engine, sqlite_url):
-    from engine.errors import IdempotencyConflict
+    from orch.errors import IdempotencyConflict
 
     engine = await make_engine(sqlite_url, _wide(2), executors={"agent": _quick})
     first = await engine.start("wide", "text with a \x00 in it", {"out": ["seed"]}, idempotency_key="k1")
@@ -330,7 +330,7 @@ async def test_an_idempotency_key_matches_the_request_as_sent(make_engine, sqlit
 
 async def test_a_run_ended_from_another_engine_numbers_its_last_events_past_what_was_streamed(
         make_engine, sqlite_url):
-    from engine.events import decode_event
+    from orch.events import decode_event
 
     first = await make_engine(sqlite_url, _wide(3), executors={"agent": _hang})
     run_id, seen, committed = await _hang_and_watch(first)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import StepTimeout
-from engine.sandbox import TransformError, TransformLimits, check_transform_syntax, run_transform
+from orch.errors import StepTimeout
+from orch.sandbox import TransformError, TransformLimits, check_transform_syntax, run_transform
 
 # Writes the child's pid where the test can see it, then spins forever.
 SPIN = "import os\nopen(state['pid_file'], 'w').write(str(os.getpid()))\nwhile True:\n    pass\n"

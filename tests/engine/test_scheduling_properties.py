@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from engine.steps.base import StepResult
+from orch.steps.base import StepResult
 from tests.conftest import open_engine, pg_schema_url
 
 EXAMPLES = int(os.environ.get("ORCH_PROPERTY_EXAMPLES", "40"))

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from engine.errors import NotPaused
-from engine.steps.base import StepResult
-from engine.store.sql import Checkpoint, Fenced, SQLStore
+from orch.errors import NotPaused
+from orch.steps.base import StepResult
+from orch.store.sql import Checkpoint, Fenced, SQLStore
 
 
 def run_row(run_id: str, created: float, status: str = "running", orch: str = "o") -> dict[str, Any]:
@@ -100,7 +100,7 @@ def test_an_owner_is_dead_only_when_its_process_on_this_host_is_gone() -> None:
     import subprocess
     import sys
 
-    from engine.runtime import owner_is_dead
+    from orch.run.engine import owner_is_dead
 
     exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     host = socket.gethostname()

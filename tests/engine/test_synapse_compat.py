@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.compile import CompileResult, compile_catalog
-from engine.loader import Catalog, load_paths
-from engine.steps.human import field_payload
-from engine.tools import ToolRegistry
+from orch.definition.compile import CompileResult, compile_catalog
+from orch.definition.loader import Catalog, load_paths
+from orch.steps.human import field_payload
+from orch.tools import ToolRegistry
 
 SYNAPSE = Path(__file__).resolve().parents[3] / "shared" / "compat" / "synapse"
 

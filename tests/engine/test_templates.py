@@ -2,7 +2,7 @@ from typing import Any
 
 import pytest
 
-from engine.templates import render, template_keys
+from orch.definition.templates import render, template_keys
 
 STATE: dict[str, Any] = {
     "name": "Ann",

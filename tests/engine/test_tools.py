@@ -9,10 +9,10 @@ from typing import Annotated, Any, Literal, Optional
 import msgspec
 import pytest
 
-from engine.errors import ToolError
-from engine.providers.base import ToolSpec
-from engine.tools import BUILTIN_TOOLS, ToolContext, ToolRegistry
-from engine.tools.builtin import calculator, current_time
+from orch.errors import ToolError
+from orch.providers.base import ToolSpec
+from orch.tools import BUILTIN_TOOLS, ToolContext, ToolRegistry
+from orch.tools.builtin import calculator, current_time
 
 
 class Point(msgspec.Struct):

@@ -13,8 +13,8 @@ import httpx
 import pytest
 import uvicorn
 
-from engine.settings import Settings
-from server.app import create_app
+from orch.settings import Settings
+from orch.server.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "test-key-0123456789"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from engine.steps import default_executors
-from engine.steps.base import StepContext, StepResult
+from orch.steps import default_executors
+from orch.steps.base import StepContext, StepResult
 
 # Up to the gate. The researcher calls current_time, so its step also has tool events.
 FIRST_LEG = [

@@ -8,10 +8,10 @@ import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
-from engine.settings import Settings
-from engine.store.sql import SQLStore
-from server.app import create_app
-from server.auth import NoApiKeyConfigured, hash_key
+from orch.settings import Settings
+from orch.store.sql import SQLStore
+from orch.server.app import create_app
+from orch.server.auth import NoApiKeyConfigured, hash_key
 from tests.server.conftest import LiveServer
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from engine.events import Done, EventHub, Event, StepStart, encode_event
-from server.feed import RunFeed
+from orch.events import Done, EventHub, Event, StepStart, encode_event
+from orch.server.feed import RunFeed
 
 RUN = "run_x"
 

@@ -9,9 +9,9 @@ import httpx
 import msgspec
 import pytest
 
-from engine.settings import Settings
-from server.auth import NoApiKeyConfigured
-from server.main import CONFIG_ENV, ServeConfig, _preload, app_from_env, banner, serve
+from orch.settings import Settings
+from orch.server.auth import NoApiKeyConfigured
+from orch.server.main import CONFIG_ENV, ServeConfig, _preload, app_from_env, banner, serve
 from tests.server.conftest import AUTH, LiveServer
 
 GOOD = """

@@ -10,7 +10,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from engine.settings import Settings
+from orch.settings import Settings
 from tests.conftest import ROOT, pg_schema_url
 from tests.server.conftest import AUTH, LiveServer
 from tests.server.sse_frames import read

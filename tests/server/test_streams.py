@@ -8,7 +8,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from engine.settings import Settings
+from orch.settings import Settings
 from tests.server.conftest import AUTH, LiveServer
 from tests.server.flows import FIRST_LEG, SECOND_LEG, slowed
 from tests.server.sse_frames import in_order, parse, read

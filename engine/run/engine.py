@@ -17,23 +17,23 @@ from typing import Any, Mapping
 
 import msgspec
 
-from engine import scheduler
-from engine.compile import CompiledGraph, CompiledStep, compile_definition
-from engine.errors import (
+from orch.run import scheduler
+from orch.definition.compile import CompiledGraph, CompiledStep, compile_definition
+from orch.errors import (
     DefinitionError, GateTimeout, InvalidAnswer, InvalidInput, NotPaused, ProviderError, RunNotFound,
     StateWriteError,
 )
-from engine.events import Done, EventHub, OrchestrationError, RunStart, encode_event
-from engine.idempotency import ResumeKey, check_same_run_request
-from engine.loader import decode_orchestration
-from engine.results import ResultCache, RunResult, build_result, history_rows
-from engine.runner import LIVE_EVENTS, RunDriver
-from engine.services import Services
-from engine.spec import Agent
-from engine.steps import default_executors
-from engine.steps.base import Executor
-from engine.steps.human import check_answer
-from engine.store.sql import Fenced, SQLStore
+from orch.events import Done, EventHub, OrchestrationError, RunStart, encode_event
+from orch.run.idempotency import ResumeKey, check_same_run_request
+from orch.definition.loader import decode_orchestration
+from orch.run.results import ResultCache, RunResult, build_result, history_rows
+from orch.run.driver import LIVE_EVENTS, RunDriver
+from orch.services import Services
+from orch.definition.spec import Agent
+from orch.steps import default_executors
+from orch.steps.base import Executor
+from orch.steps.human import check_answer
+from orch.store.sql import Fenced, SQLStore
 
 _json = msgspec.json.Encoder()
 

@@ -7,14 +7,14 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
-from engine.compile import CompiledStep
-from engine.errors import EngineError, ProviderError, StepFailed, StepTimeout, ToolError
-from engine.events import Event, StepError
-from engine.scheduler import Token
-from engine.steps.base import StepResult
+from orch.definition.compile import CompiledStep
+from orch.errors import EngineError, ProviderError, StepFailed, StepTimeout, ToolError
+from orch.events import Event, StepError
+from orch.run.scheduler import Token
+from orch.steps.base import StepResult
 
 if TYPE_CHECKING:
-    from engine.runner import RunDriver
+    from orch.run.driver import RunDriver
 
 
 @dataclass

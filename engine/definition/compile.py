@@ -17,12 +17,12 @@ from typing import Any, Container, Mapping
 import msgspec
 import networkx as nx
 
-from engine.errors import DefinitionError, Problem
-from engine.expressions import Expression, ExpressionError, compile_expression
-from engine.loader import Catalog, LoadedOrchestration, broken_steps, definition_version
-from engine.spec import Agent, Orchestration, StepBase
-from engine.state import StateSchema, TypeParseError, convert, parse_type
-from engine.templates import template_keys
+from orch.errors import DefinitionError, Problem
+from orch.definition.expressions import Expression, ExpressionError, compile_expression
+from orch.definition.loader import Catalog, LoadedOrchestration, broken_steps, definition_version
+from orch.definition.spec import Agent, Orchestration, StepBase
+from orch.definition.state import StateSchema, TypeParseError, convert, parse_type
+from orch.definition.templates import template_keys
 
 
 
@@ -128,7 +128,7 @@ def compile_orchestration(
     extra_broken: frozenset[str] = frozenset(),
 ) -> CompileResult:
     """Build the graph, run every check, and freeze it when there are no errors."""
-    from engine.validate import Validator  # validate.py reads the structures defined here
+    from orch.definition.validate import Validator  # validate.py reads the structures defined here
 
     orch, file = loaded.spec, loaded.file
     problems: list[Problem] = []

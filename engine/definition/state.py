@@ -16,8 +16,8 @@ from typing import Any, Mapping
 
 import msgspec
 
-from engine.errors import StateWriteError
-from engine.spec import StateField
+from orch.errors import StateWriteError
+from orch.definition.spec import StateField
 
 BUILTIN_KEYS = frozenset({"user_input", "user_query", "human_response"})
 

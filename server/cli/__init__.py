@@ -11,12 +11,12 @@ from typing import Any, Sequence
 
 import msgspec
 
-from engine.errors import EngineError, InvalidAnswer, InvalidInput
-from engine.events import (
+from orch.errors import EngineError, InvalidAnswer, InvalidInput
+from orch.events import (
     AgentTurn, Event, HumanInputRequired, LoopLimitReached, OrchestrationError, RoutingDecision, StepComplete,
     StepError, StepStart, ToolExecution, ToolResult,
 )
-from engine.settings import Settings
+from orch.settings import Settings
 
 
 def _value(text: str) -> Any:
@@ -45,8 +45,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 # -- validate / graph ------------------------------------------------------------------------
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from engine.bootstrap import load_graphs
-    from engine.tools import ToolRegistry
+    from orch.bootstrap import load_graphs
+    from orch.tools import ToolRegistry
 
     report = load_graphs(args.paths, set(ToolRegistry.with_builtins().names()))
     errors = [p for p in report.problems if p.severity == "error"]
@@ -63,9 +63,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from engine.bootstrap import load_graphs
-    from engine.render import dot, mermaid
-    from engine.tools import ToolRegistry
+    from orch.bootstrap import load_graphs
+    from orch.definition.render import dot, mermaid
+    from orch.tools import ToolRegistry
 
     path = Path(args.file)
     problem = _graph_file_problem(path)
@@ -88,7 +88,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def _graph_file_problem(path: Path) -> str | None:
-    from engine.loader import GRAPH_SUFFIXES
+    from orch.definition.loader import GRAPH_SUFFIXES
 
     if not path.is_file():
         return f"{path}: no such file"
@@ -100,7 +100,7 @@ def _graph_file_problem(path: Path) -> str | None:
 def siblings(path: Path) -> list[str | Path]:
     """A graph file and the graph files beside it (not below): agents and orchestrations defined
     next to it are visible to it, as in the server's graphs directory."""
-    from engine.loader import GRAPH_SUFFIXES
+    from orch.definition.loader import GRAPH_SUFFIXES
 
     return sorted(p for p in path.parent.iterdir() if p.is_file() and p.suffix in GRAPH_SUFFIXES)
 
@@ -223,7 +223,7 @@ async def _drive_to_end(engine: Any, run_id: str, result: Any, answers: dict[str
 
 async def _print_frontier(engine: Any, run_id: str) -> None:
     """What an unfinished run stands at: steps in flight, and steps waiting for other branches."""
-    from engine import scheduler
+    from orch.run import scheduler
 
     row = await engine.store.get_run(run_id)
     if not row or not row["frontier"]:
@@ -247,7 +247,7 @@ def _print_result(result: Any) -> None:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from engine.bootstrap import build_engine
+    from orch.bootstrap import build_engine
 
     path = Path(args.file)
     problem = _graph_file_problem(path)
@@ -288,7 +288,7 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _runs(args: argparse.Namespace) -> int:
-    from engine.bootstrap import build_engine
+    from orch.bootstrap import build_engine
 
     settings = _settings(args)
     engine, _ = await build_engine(settings, recover=args.action == "recover")
@@ -336,7 +336,7 @@ async def _keys(args: argparse.Namespace) -> int:
     import hashlib
     import secrets
 
-    from engine.store.sql import SQLStore
+    from orch.store.sql import SQLStore
 
     settings = _settings(args)
     store = SQLStore(settings.database_url)
@@ -352,8 +352,8 @@ async def _keys(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from server.auth import NoApiKeyConfigured
-    from server.main import serve
+    from orch.server.auth import NoApiKeyConfigured
+    from orch.server.main import serve
 
     settings = _settings(args)
     host = args.host or ("127.0.0.1" if args.local else "0.0.0.0")

@@ -12,10 +12,10 @@ from typing import Any, Container, Mapping
 
 import networkx as nx
 
-from engine.errors import Problem
-from engine.expressions import Expression
-from engine.spec import Agent, Orchestration, StepBase
-from engine.state import ANY, BUILTIN_KEYS, STR, StateSchema, TypeSpec, fits
+from orch.errors import Problem
+from orch.definition.expressions import Expression
+from orch.definition.spec import Agent, Orchestration, StepBase
+from orch.definition.state import ANY, BUILTIN_KEYS, STR, StateSchema, TypeSpec, fits
 
 _BOOL, _LIST, _DICT = TypeSpec("bool"), TypeSpec("list", ANY), TypeSpec("dict", ANY)
 _NOT_IN_LOOP = frozenset({"human", "parallel", "loop", "end"})
@@ -62,7 +62,7 @@ class Validator:
                                      severity=severity, orchestration_id=self.orch.id))  # type: ignore[arg-type]
 
     def run(self) -> None:
-        from engine.compile import step_reads
+        from orch.definition.compile import step_reads
 
         if self.orch.id in RESERVED_IDS:
             self.add("reserved-id", f"orchestration id '{self.orch.id}' is reserved by the HTTP API", None,
@@ -112,7 +112,7 @@ class Validator:
         elif t == "transform":
             need("transform_code", bool(s.transform_code), "assign the step's value to `result`")
             if s.transform_code:
-                from engine.sandbox import check_transform_syntax
+                from orch.sandbox import check_transform_syntax
 
                 err = check_transform_syntax(s.transform_code)
                 if err:
@@ -334,7 +334,7 @@ class Validator:
     @property
     def _forward(self) -> "nx.DiGraph[str]":
         if self.forward is None:
-            from engine.compile import forward_graph
+            from orch.definition.compile import forward_graph
 
             self.forward = forward_graph(self.graph, self.back_edges)
         return self.forward
@@ -362,7 +362,7 @@ class Validator:
 
 
 def _step_writes(s: StepBase) -> tuple[str, ...]:
-    from engine.compile import _writes
+    from orch.definition.compile import _writes
 
     return _writes(s)
 

@@ -18,8 +18,8 @@ from typing import Any, Iterable, get_args
 import msgspec
 import yaml
 
-from engine.errors import Problem
-from engine.spec import (
+from orch.errors import Problem
+from orch.definition.spec import (
     AGENT_FIELDS, BUNDLE_FIELDS, ORCHESTRATION_FIELDS, STEP_CLASSES, STEP_FIELDS, STEP_TYPES,
     Agent, HumanField, HumanFieldType, MergeStrategy, OnError, Orchestration, Reducer, StateField,
     is_ignored_extra,

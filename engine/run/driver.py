@@ -10,28 +10,28 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import msgspec
 
-from engine import scheduler
-from engine.compile import CompiledGraph, CompiledStep
-from engine.cost import format_cost_limit_message
-from engine.errors import CostLimitExceeded, EngineError, RunError, RunTimeout, StepFailed, TurnLimitExceeded
-from engine.events import (
+from orch.run import scheduler
+from orch.definition.compile import CompiledGraph, CompiledStep
+from orch.cost import format_cost_limit_message
+from orch.errors import CostLimitExceeded, EngineError, RunError, RunTimeout, StepFailed, TurnLimitExceeded
+from orch.events import (
     Done, Event, HumanInputRequired, LoopLimitReached, OrchestrationComplete, OrchestrationError, RunEvents,
     StepComplete, StepError, StepStart, preview,
 )
-from engine.results import HistoryRow, history_rows
-from engine.scheduler import Frontier, Token
-from engine.stepctx import StepCtx, _Finished, execute_step
-from engine.steps.base import NO_OUTPUT, Executor, StepResult
-from engine.store.sql import Checkpoint, Fenced
+from orch.run.results import HistoryRow, history_rows
+from orch.run.scheduler import Frontier, Token
+from orch.run.stepctx import StepCtx, _Finished, execute_step
+from orch.steps.base import NO_OUTPUT, Executor, StepResult
+from orch.store.sql import Checkpoint, Fenced
 
 # Events reach live subscribers before they are committed (with the step that emitted them),
-# at most this many ahead of the stored ones (engine.events.RunEvents); a full backlog is
+# at most this many ahead of the stored ones (orch.events.RunEvents); a full backlog is
 # committed on its own. A run recovered after a crash, or ended from another process, numbers
 # its events from the last stored one plus this, so no number seen live is reused.
 LIVE_EVENTS = 1000
 
 if TYPE_CHECKING:
-    from engine.runtime import Engine
+    from orch.run.engine import Engine
 
 _json = msgspec.json.Encoder()
 
@@ -258,7 +258,7 @@ class RunDriver:
         if self._routes(step):
             target = scheduler.targets(step, fin.result.route)
             if step.type != "evaluator":  # evaluators report their own decision with reasoning
-                from engine.events import RoutingDecision
+                from orch.events import RoutingDecision
 
                 self.emit(RoutingDecision(step_id=spec.id, decision=str(fin.result.route),
                                           target_step_id=target[0] if target else None, reasoning=fin.result.reasoning))
@@ -436,7 +436,7 @@ class RunDriver:
 
     def result(self) -> Any:
         """The run's result as it stands, from memory (no store read)."""
-        from engine.results import build_result
+        from orch.run.results import build_result
 
         row = {"id": self.run_id, "status": self.status, "cost_usd": self.cost,
                "response": self.response_text() if self.status == "completed" else self.failure_text,

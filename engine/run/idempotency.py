@@ -13,9 +13,9 @@ from typing import Any, Mapping
 
 import msgspec
 
-from engine.compile import CompiledGraph
-from engine.errors import IdempotencyConflict
-from engine.store.sql import SQLStore, stored_text
+from orch.definition.compile import CompiledGraph
+from orch.errors import IdempotencyConflict
+from orch.store.sql import SQLStore, stored_text
 
 
 async def check_same_run_request(store: SQLStore, key: str, run_id: str, graph: CompiledGraph, message: str,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from engine.compile import CompiledGraph
+from orch.definition.compile import CompiledGraph
 
 _SHAPES = {
     "evaluator": ("{", "}"), "if_else": ("{", "}"), "switch": ("{", "}"),

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import msgspec
 
-from engine.compile import CompiledGraph, CompiledStep
+from orch.definition.compile import CompiledGraph, CompiledStep
 
 
 class Token(msgspec.Struct):

@@ -1,0 +1,1 @@
+"""Graph definitions: the file format, loading, compiling and checking, state types, expressions."""
