@@ -14,7 +14,8 @@
     │   └── ToolError              a tool is unknown or raised
     └── RunStateError          an action does not fit the run as it is now
         ├── RunNotFound            no such run / orchestration                      (HTTP 404)
-        ├── NotPaused              resume of a run that is not waiting at a gate    (HTTP 409)
+        ├── NotPaused              the run's status does not allow the action       (HTTP 409)
+        ├── RunFenced              a write under an epoch the run moved past         (HTTP 409)
         ├── InvalidAnswer          a gate answer fails its fields; per-field errors (HTTP 422)
         └── InvalidInput           a run's initial state does not fit its schema    (HTTP 422)
 
@@ -162,6 +163,17 @@ class RunNotFound(RunStateError):
 
 class NotPaused(RunStateError):
     code = "not_paused"
+
+
+class RunFenced(RunStateError):
+    """A write under an epoch the run has moved past: another owner claimed the run, or it was
+    ended from outside its driver. Nothing was written."""
+
+    code = "fenced"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run '{run_id}' was taken over or ended elsewhere; this write was refused")
+        self.run_id = run_id
 
 
 class InvalidAnswer(RunStateError):

@@ -24,6 +24,7 @@ import msgspec
 
 from orch.events import Done, Subscription, encode_event
 from orch.run.engine import Engine
+from orch.run.model import Run, RunStatus
 
 Item = tuple[int, bytes]
 
@@ -71,12 +72,12 @@ class RunFeed:
     def _backlog(self) -> dict[int, bytes]:
         return {e.seq: encode_event(e) for e in self.engine.pending_events(self.run_id) if e.seq > self.last}
 
-    async def _running(self, row: dict[str, Any] | None = None) -> bool:
+    async def _running(self, run: Run | None = None) -> bool:
         if self.engine.is_active(self.run_id):
             return True
-        if row is None:
-            row = await self.engine.store.get_run(self.run_id)
-        return row is not None and row["status"] == "running"
+        if run is None:
+            run = await self.engine.store.get_run(self.run_id)
+        return run is not None and run.status == RunStatus.RUNNING
 
     async def _tail(self) -> AsyncIterator[Item | None]:
         while True:

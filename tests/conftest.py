@@ -57,6 +57,28 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     drop()
 
 
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """Every store implementation: "memory", a SQLite file, a PostgreSQL schema."""
+    if request.param == "memory":
+        yield "memory"
+        return
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'orch.db'}"
+        return
+    url, drop = pg_schema_url()
+    yield url
+    drop()
+
+
+def make_store(url: str) -> Any:
+    """The store for `url`: "memory" is the in-memory store, anything else SQL."""
+    from orch.store.memory import MemoryStore
+    from orch.store.sql import SQLStore
+
+    return MemoryStore() if url == "memory" else SQLStore(url)
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'orch.db'}"
@@ -71,11 +93,9 @@ async def open_engine(url: str, *graphs: str, sandbox: Path, executors: dict[str
     from orch.run.engine import Engine
     from orch.services import build_services
     from orch.settings import Settings
-    from orch.store.sql import SQLStore
-
-    cfg = Settings(database_url=url, sandbox_root=str(sandbox), **settings)
+    cfg = Settings(database_url=url if url != "memory" else "sqlite://", sandbox_root=str(sandbox), **settings)
     services = build_services(cfg)
-    engine = Engine(SQLStore(url), services, executors=executors)
+    engine = Engine(make_store(url), services, executors=executors)
     await engine.open()
     catalog = Catalog()
     for i, text in enumerate(graphs):

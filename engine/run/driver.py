@@ -18,11 +18,12 @@ from orch.events import (
     Done, Event, HumanInputRequired, LoopLimitReached, OrchestrationComplete, OrchestrationError, RunEvents,
     StepComplete, StepError, StepStart, preview,
 )
-from orch.run.results import HistoryRow, history_rows
+from orch.run.results import HistoryRow, RunResult, build_result, history_rows
 from orch.run.scheduler import Frontier, Token
 from orch.run.stepctx import StepCtx, _Finished, execute_step
 from orch.steps.base import NO_OUTPUT, Executor, StepResult
-from orch.store.sql import Checkpoint, Fenced
+from orch.errors import RunFenced
+from orch.run.model import Checkpoint, Gate, Run, RunStatus, StepRecord
 
 # Events reach live subscribers before they are committed (with the step that emitted them),
 # at most this many ahead of the stored ones (orch.events.RunEvents); a full backlog is
@@ -37,30 +38,30 @@ _json = msgspec.json.Encoder()
 
 
 class RunDriver:
-    def __init__(self, engine: "Engine", graph: CompiledGraph, row: Mapping[str, Any], *, state: dict[str, Any],
+    def __init__(self, engine: "Engine", graph: CompiledGraph, run: Run, *, state: dict[str, Any],
                  frontier: Frontier, step_count: int, epoch: int, executed: int = 0) -> None:
         self.engine = engine
         self.store = engine.store
         self.graph = graph
-        self.run_id: str = row["id"]
+        self.run_id: str = run.id
         self.state = state
         self.frontier = frontier
         self.step_count = step_count  # step records written so far (their idx)
         self.epoch = epoch
-        self.events = RunEvents(engine.hub, self.run_id, row["last_seq"], LIVE_EVENTS)
-        self.cost: float = row["cost_usd"]
-        self.turns: int = row["turns"]
-        self.active_seconds: float = row["active_seconds"]
+        self.events = RunEvents(engine.hub, self.run_id, run.last_seq, LIVE_EVENTS)
+        self.cost: float = run.cost_usd
+        self.turns: int = run.turns
+        self.active_seconds: float = run.active_seconds
         self.last_output: Any = None
         self.response: Any = NO_OUTPUT
         self.failure: RunError | None = None
-        self.gates: dict[str, dict[str, Any]] = msgspec.json.decode(row["gate"]) if row.get("gate") else {}
+        self.gates: dict[str, Gate] = dict(run.gates)
         self.status = "running"
         self.cancel_requested = False
         self._began: float | None = None
         self.history: list[HistoryRow] = []  # what step_history shows of this run's step records
         self.failure_text: str | None = None
-        self.depth: int = row.get("depth") or 0
+        self.depth: int = run.depth
         self.executed = executed
         self._tasks: dict[asyncio.Task[_Finished], Token] = {}
         self._ready: list[tuple[Token, CompiledStep, StepCtx]] = []  # started, not yet running
@@ -86,7 +87,7 @@ class RunDriver:
         try:
             while self.events.backlog_full:
                 await self._checkpoint([])
-        except Fenced:
+        except RunFenced:
             pass  # the run is someone else's now; the next checkpoint of this driver says so
         finally:
             self._event_flush = None
@@ -148,7 +149,7 @@ class RunDriver:
                     await self._pause()
                 else:
                     await self._complete()
-        except Fenced:
+        except RunFenced:
             await self._abandon()
             self.status = "lost"
             return self.status
@@ -292,7 +293,7 @@ class RunDriver:
 
     async def _commit_step(self, token: Token, step: CompiledStep, status: str, iteration: int, started: float,
                            ended: float, writes: dict[str, Any] | bytes, *, error: EngineError | None = None, turns: int = 0,
-                           cost: float = 0.0, body: list[dict[str, Any]] | None = None, route: str | None = None,
+                           cost: float = 0.0, body: list[StepRecord] | None = None, route: str | None = None,
                            output: Any = NO_OUTPUT, skipped: bool = False, retire: bool = True) -> None:
         spec = step.spec
         if status != "skipped":
@@ -309,7 +310,7 @@ class RunDriver:
         if status == "failed" and not retire and self.failure is not None:
             # The failure is durable with the step that caused it, so a crash right after cannot
             # let recovery carry on as if nothing happened.
-            await self._checkpoint(records, status="failed", error=self.failure.message,
+            await self._checkpoint(records, status=RunStatus.FAILED, error=self.failure.message,
                                    response=self.failure.message)
             return
         if (retire and not new and not self._tasks and not self.frontier.tokens and not self.frontier.gates
@@ -322,29 +323,30 @@ class RunDriver:
             await self._start(tok)
 
     def _record(self, step: CompiledStep, status: str, iteration: int, turns: int, cost: float, started: float,
-                ended: float, writes: dict[str, Any] | bytes, error: EngineError | None) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id, "idx": 0, "step_id": step.spec.id, "step_name": step.spec.label,
-            "type": step.type, "status": status, "iteration": iteration, "turns": turns, "cost_usd": cost,
-            "started_at": started, "ended_at": ended, "output_key": step.spec.output_key,
-            "error": error.message if error is not None else None, "writes": writes,
-        }
+                ended: float, writes: dict[str, Any] | bytes, error: EngineError | None) -> StepRecord:
+        return StepRecord(
+            run_id=self.run_id, idx=0, step_id=step.spec.id, step_name=step.spec.label, type=step.type, status=status,
+            iteration=iteration, turns=turns, cost_usd=cost, started_at=started, ended_at=ended,
+            output_key=step.spec.output_key, error=error.message if error is not None else None,
+            writes=writes if isinstance(writes, bytes) else _json.encode(writes),
+        )
 
-    async def _checkpoint(self, records: list[dict[str, Any]], **run: Any) -> None:
+    async def _checkpoint(self, records: list[StepRecord], **ending: Any) -> None:
+        """Commit the run's progress with `records` and the pending events; `ending` sets the
+        optional columns of the Checkpoint (status, state, gates, response, ...)."""
         self.history.extend(history_rows(records))
         for r in records:
             self.step_count += 1
-            self.executed += r["status"] != "skipped"
-            r["idx"] = self.step_count
-            if not isinstance(r["writes"], bytes):
-                r["writes"] = _json.encode(r["writes"])
+            self.executed += r.status != "skipped"
+            r.idx = self.step_count
         events = self.events.take()
-        values = {
-            "frontier": scheduler.encode(self.frontier), "cost_usd": self.cost, "turns": self.turns,
-            "steps_done": self.step_count, "last_seq": self.events.seq, "updated_at": time.time(),
-            "active_seconds": self.active_seconds + (time.monotonic() - self._began if self._began else 0.0), **run,
-        }
-        await self.store.checkpoint(Checkpoint(self.run_id, self.epoch, values, records, events))
+        active = ending.pop("active_seconds", None)
+        if active is None:
+            active = self.active_seconds + (time.monotonic() - self._began if self._began else 0.0)
+        await self.store.checkpoint(Checkpoint(
+            run_id=self.run_id, epoch=self.epoch, frontier=scheduler.encode(self.frontier), cost_usd=self.cost,
+            turns=self.turns, steps_done=self.step_count, last_seq=self.events.seq, updated_at=time.time(),
+            active_seconds=active, steps=records, events=events, **ending))
         if events:
             self.events.stored(events[-1][0])
 
@@ -357,21 +359,19 @@ class RunDriver:
         if spec.id in self.gates:  # it ran alongside the arrival that asked first
             self.frontier.iterations[spec.id] -= 1
             self.turns -= 1
-            if gate.child_run_id and gate.child_run_id != self.gates[spec.id].get("child_run_id"):
+            if gate.child_run_id and gate.child_run_id != self.gates[spec.id].child_run_id:
                 # It started a child of its own: only the first child's question is asked.
                 with contextlib.suppress(EngineError):
                     await self.engine.cancel(gate.child_run_id)
             await self._join_gate(fin.token)
             return
         freed = scheduler.park(self.graph, self.frontier, fin.token)
-        payload = {"step_id": spec.id, "prompt": gate.prompt, "fields": gate.fields,
-                   "agent_context": gate.agent_context}
-        self.gates[spec.id] = {**payload, "deadline": time.time() + gate.timeout_seconds,
-                               "started_at": fin.started, "iteration": fin.iteration,
-                               "child_run_id": gate.child_run_id}
+        self.gates[spec.id] = Gate(step_id=spec.id, prompt=gate.prompt, fields=gate.fields,
+                                   agent_context=gate.agent_context, deadline=time.time() + gate.timeout_seconds,
+                                   started_at=fin.started, iteration=fin.iteration, child_run_id=gate.child_run_id)
         self.emit(HumanInputRequired(step_id=spec.id, prompt=gate.prompt, fields=gate.fields,
                                      agent_context=gate.agent_context))
-        await self._checkpoint([], gate=_json.encode(self.gates).decode())
+        await self._checkpoint([], gates=dict(self.gates))
         for tok in freed:
             await self._start(tok)
 
@@ -399,10 +399,10 @@ class RunDriver:
         now = time.time()
         self.emit(StepComplete(step_id=step_id, step_name=step.spec.label, step_type=step.type, status="completed",
                                output_key=step.spec.output_key, output=preview(answer), turns=0, cost_usd=0.0,
-                               duration_seconds=round(now - gate["started_at"], 6)))
-        record = self._record(step, "completed", gate["iteration"], 0, 0.0, gate["started_at"], now, writes, None)
+                               duration_seconds=round(now - gate.started_at, 6)))
+        record = self._record(step, "completed", gate.iteration, 0, 0.0, gate.started_at, now, writes, None)
         scheduler.advance(self.graph, self.frontier, token, None)
-        await self._checkpoint([record], gate=_json.encode(self.gates).decode() if self.gates else None,
+        await self._checkpoint([record], gates=dict(self.gates),
                                gate_deadline=None)
 
     async def rerun_gate(self, step_id: str) -> None:
@@ -413,14 +413,14 @@ class RunDriver:
         assert token is not None
         self.frontier.iterations[step_id] -= 1
         self.turns -= 1
-        await self._checkpoint([], gate=_json.encode(self.gates).decode() if self.gates else None, gate_deadline=None)
+        await self._checkpoint([], gates=dict(self.gates), gate_deadline=None)
 
     async def _pause(self) -> None:
         self.status = "paused"
-        deadline = min(g["deadline"] for g in self.gates.values())
+        deadline = min(g.deadline for g in self.gates.values())
         self.emit(Done(status="paused"))
-        await self._checkpoint([], status="paused", state=_json.encode(self.state).decode(),
-                               gate=_json.encode(self.gates).decode(), gate_deadline=deadline,
+        await self._checkpoint([], status=RunStatus.PAUSED, state=_json.encode(self.state),
+                               gates=dict(self.gates), gate_deadline=deadline,
                                active_seconds=self.active_seconds)
 
     def _completion(self) -> dict[str, Any]:
@@ -431,17 +431,13 @@ class RunDriver:
                                         total_cost_usd=self.cost))
         self.emit(Done(status="completed"))
         active = self.active_seconds + (time.monotonic() - self._began if self._began else 0.0)
-        return {"status": "completed", "state": _json.encode(self.state).decode(), "response": response,
-                "gate": None, "finished_at": time.time(), "active_seconds": active}
+        return {"status": RunStatus.COMPLETED, "state": _json.encode(self.state), "response": response,
+                "gates": {}, "finished_at": time.time(), "active_seconds": active}
 
-    def result(self) -> Any:
+    def result(self) -> RunResult:
         """The run's result as it stands, from memory (no store read)."""
-        from orch.run.results import build_result
-
-        row = {"id": self.run_id, "status": self.status, "cost_usd": self.cost,
-               "response": self.response_text() if self.status == "completed" else self.failure_text,
-               "error": None}
-        return build_result(row, self.history, self.state, self.gates)
+        response = self.response_text() if self.status == "completed" else self.failure_text
+        return build_result(self.run_id, self.status, self.cost, response, self.history, self.state, self.gates)
 
     async def _complete(self) -> None:
         await self._checkpoint([], **self._completion())
@@ -460,7 +456,7 @@ class RunDriver:
         await self._cancel_tasks(f"cancelled: {error.message}")
         self.emit(OrchestrationError(error=error.message))
         self.emit(Done(status="failed"))
-        await self._checkpoint([], status="failed", state=_json.encode(self.state).decode(), error=error.message,
+        await self._checkpoint([], status=RunStatus.FAILED, state=_json.encode(self.state), error=error.message,
                                response=error.message, finished_at=time.time(), active_seconds=self.active_seconds)
 
     async def _cancel_tasks(self, reason: str) -> None:
@@ -470,7 +466,7 @@ class RunDriver:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         self._ready.clear()
-        records = []
+        records: list[StepRecord] = []
         now = time.time()
         for token_id, ctx in self._contexts.items():  # tasks, the step run inline, and started ones
             records.extend(ctx.body)
@@ -495,5 +491,5 @@ class RunDriver:
         await self._cancel_tasks("cancelled: the run was cancelled")
         self.emit(OrchestrationError(error="Run cancelled"))
         self.emit(Done(status="cancelled"))
-        await self._checkpoint([], status="cancelled", state=_json.encode(self.state).decode(), error="Run cancelled",
+        await self._checkpoint([], status=RunStatus.CANCELLED, state=_json.encode(self.state), error="Run cancelled",
                                response="Run cancelled", finished_at=time.time(), active_seconds=self.active_seconds)

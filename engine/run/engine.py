@@ -13,33 +13,36 @@ import secrets
 import socket
 import time
 import uuid
-from typing import Any, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 import msgspec
 
-from orch.run import scheduler
 from orch.definition.compile import CompiledGraph, CompiledStep, compile_definition
+from orch.definition.loader import decode_orchestration
+from orch.definition.spec import Agent
 from orch.errors import (
-    DefinitionError, GateTimeout, InvalidAnswer, InvalidInput, NotPaused, ProviderError, RunNotFound,
+    DefinitionError, GateTimeout, InvalidAnswer, InvalidInput, NotPaused, ProviderError, RunFenced, RunNotFound,
     StateWriteError,
 )
 from orch.events import Done, EventHub, OrchestrationError, RunStart, encode_event
-from orch.run.idempotency import ResumeKey, check_same_run_request
-from orch.definition.loader import decode_orchestration
-from orch.run.results import ResultCache, RunResult, build_result, history_rows
+from orch.run import scheduler
 from orch.run.driver import LIVE_EVENTS, RunDriver
+from orch.run.idempotency import ResumeKey, check_same_run_request
+from orch.run.model import LIVE, Gate, Run, RunEnding, RunStatus, StepRecord
+from orch.run.replay import load_driver, replay_state
+from orch.run.results import ResultCache, RunResult, build_result, history_rows
+from orch.run.timers import GateTimers
 from orch.services import Services
-from orch.definition.spec import Agent
 from orch.steps import default_executors
 from orch.steps.base import Executor
 from orch.steps.human import check_answer
-from orch.store.sql import Fenced, SQLStore
+from orch.store.base import RunStore
 
 _json = msgspec.json.Encoder()
 
 
 class Engine:
-    def __init__(self, store: SQLStore, services: Services, *, executors: Mapping[str, Executor] | None = None,
+    def __init__(self, store: RunStore, services: Services, *, executors: Mapping[str, Executor] | None = None,
                  owner: str | None = None) -> None:
         self.store = store
         self.services = services
@@ -52,10 +55,9 @@ class Engine:
         self._versions: dict[str, CompiledGraph] = {}
         self._drivers: dict[str, RunDriver] = {}
         self._tasks: dict[str, asyncio.Task[str]] = {}
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self.timers = GateTimers(self._gate_expired)
         self._heartbeat: asyncio.Task[None] | None = None
         self._results = ResultCache()  # results of runs that just stopped here, for wait()
-        self._background: set[asyncio.Task[Any]] = set()
         self.closing = False
 
     # -- graphs ------------------------------------------------------------------------------
@@ -119,16 +121,18 @@ class Engine:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
-        for timer in self._timers.values():
-            timer.cancel()
-        for task in [*self._tasks.values(), *self._background]:
+        await self.timers.close()
+        for task in self._tasks.values():
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), *self._background, return_exceptions=True)
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         # A graceful stop hands its unfinished runs over at once instead of after the lease.
         with contextlib.suppress(Exception):  # best effort: the lease runs out anyway
             await self.store.release_leases(self.owner)
         await self.services.aclose()
         await self.store.close()
+
+    async def _gate_expired(self, run_id: str) -> None:
+        await self.fail_paused(run_id, GateTimeout("human gate was not answered in time"))
 
     async def _renew_leases(self) -> None:
         lease = self.services.settings.lease_seconds
@@ -150,7 +154,7 @@ class Engine:
         for key, value in (state or {}).items():
             try:
                 values[key] = graph.schema.check(key, value)
-            except Exception as exc:  # StateWriteError
+            except StateWriteError as exc:
                 errors[key] = str(exc)
         if errors:
             raise InvalidInput("; ".join(f"state.{k}: {v}" for k, v in errors.items()))
@@ -169,25 +173,21 @@ class Engine:
         now = time.time()
         start_event = RunStart(orchestration_id=graph.id, version=graph.version, message=message)
         start_event.run_id, start_event.seq, start_event.ts = run_id, 1, now
-        row = {
-            "id": run_id, "orchestration_id": graph.id, "version": graph.version, "status": "running",
-            "message": message, "frontier": scheduler.encode(frontier), "cost_usd": 0.0, "turns": 0,
-            "steps_done": 1, "last_seq": 1, "active_seconds": 0.0, "created_at": now, "updated_at": now,
-            "epoch": 1, "owner": self.owner, "lease_until": now + self.services.settings.lease_seconds,
-            "parent_run_id": parent[0] if parent else None, "parent_step_id": parent[1] if parent else None,
-            "depth": parent[2] if parent else 0,
-        }
-        record = {"run_id": run_id, "idx": 1, "step_id": "", "step_name": "", "type": "input", "status": "input",
-                  "iteration": 0, "turns": 0, "cost_usd": 0.0, "started_at": now, "ended_at": now,
-                  "output_key": None, "error": None, "writes": _json.encode(values)}
+        run = Run(id=run_id, orchestration_id=graph.id, version=graph.version, status=RunStatus.RUNNING,
+                  message=message, frontier=scheduler.encode(frontier), steps_done=1, last_seq=1, created_at=now,
+                  updated_at=now, epoch=1, owner=self.owner, lease_until=now + self.services.settings.lease_seconds,
+                  parent_run_id=parent[0] if parent else None, parent_step_id=parent[1] if parent else None,
+                  depth=parent[2] if parent else 0)
+        record = StepRecord(run_id=run_id, idx=1, step_id="", step_name="", type="input", status="input",
+                            iteration=0, turns=0, cost_usd=0.0, started_at=now, ended_at=now,
+                            writes=_json.encode(values))
         # The run is durable before it does anything: a client that saw its id can always find it.
-        created = await self.store.create_run(row, [(1, encode_event(start_event))], idempotency_key,
-                                              steps=[record])
+        created = await self.store.create_run(run, [record], [(1, encode_event(start_event))], idempotency_key)
         if created != run_id:
             if parent is None:  # a sub-orchestration step coming back for its child is a retry
                 await check_same_run_request(self.store, idempotency_key or "", created, graph, message, state or {})
             return created
-        driver = RunDriver(self, graph, row, state=values, frontier=frontier, step_count=1, epoch=1)
+        driver = RunDriver(self, graph, run, state=values, frontier=frontier, step_count=1, epoch=1)
         self.hub.publish(start_event)
         self._launch(driver)
         return run_id
@@ -204,9 +204,9 @@ class Engine:
             # A resume may have launched a new driver for this run while this one finished its
             # last writes: then the run is that driver's, and this one's outcome is stale.
             current = self._tasks.get(driver.run_id) is me
-            if status == "paused" and current:
-                self._arm_gate_timer(driver.run_id, min(g["deadline"] for g in driver.gates.values()))
-            if status in ("completed", "paused", "failed", "cancelled") and current:
+            if status == RunStatus.PAUSED and current:
+                self.timers.arm(driver.run_id, min(g.deadline for g in driver.gates.values()))
+            if status in RunStatus.__members__.values() and current:
                 self._results.put(driver.run_id, driver.result())
             return status
         finally:
@@ -217,18 +217,19 @@ class Engine:
 
     async def wait(self, run_id: str) -> RunResult:
         """The run's result once it stops running (completed, paused, failed, cancelled). A run
-        that another process drives, or that recovery has not relaunched yet, is polled."""
+        that another process drives, or that recovery has not relaunched yet, is polled. The
+        run goes on if the caller stops waiting; a run cancelled meanwhile is a result, too."""
         delay = 0.05
         while True:
             task = self._tasks.get(run_id)
             if task is not None:
-                await asyncio.shield(task)
+                await asyncio.wait({task})  # never raises for the task's outcome, never cancels it
             if run_id not in self._tasks and (cached := self._results.take(run_id)) is not None:
                 return cached
             result = await self.result(run_id)
-            if result.status != "running" or run_id in self._tasks:
-                if result.status != "running":
-                    return result
+            if result.status != RunStatus.RUNNING:
+                return result
+            if run_id in self._tasks:
                 continue
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
@@ -237,18 +238,21 @@ class Engine:
                   **kw: Any) -> RunResult:
         return await self.wait(await self.start(orchestration_id, message, state, **kw))
 
-    async def result(self, run_id: str) -> RunResult:
-        row = await self.store.get_run(run_id)
-        if row is None:
+    async def get_run(self, run_id: str) -> Run:
+        run = await self.store.get_run(run_id)
+        if run is None:
             raise RunNotFound(f"run '{run_id}' not found")
+        return run
+
+    async def result(self, run_id: str) -> RunResult:
+        run = await self.get_run(run_id)
         records = await self.store.step_records(run_id)
-        if row["state"] is not None and row["status"] != "running":
-            state = msgspec.json.decode(row["state"])
+        if run.state is not None and run.status != RunStatus.RUNNING:
+            state = run.state
         else:
-            graph = await self.graph_for_version(row["version"])
-            state = replay_state(graph, records)
-        gates = msgspec.json.decode(row["gate"]) if row["gate"] else {}
-        return build_result(row, history_rows(records), state, gates)
+            state = replay_state(await self.graph_for_version(run.version), records)
+        response = run.response or run.error
+        return build_result(run.id, run.status, run.cost_usd, response, history_rows(records), state, run.gates)
 
     def is_active(self, run_id: str) -> bool:
         return run_id in self._drivers
@@ -257,22 +261,12 @@ class Engine:
         driver = self._drivers.get(run_id)
         return list(driver.events.pending) if driver else []
 
-    async def _load_driver(self, row: dict[str, Any], epoch: int) -> RunDriver:
-        graph = await self.graph_for_version(row["version"])
-        records = await self.store.step_records(row["id"])
-        state = replay_state(graph, records)
-        driver = RunDriver(self, graph, row, state=state, frontier=scheduler.decode(row["frontier"], records),
-                           step_count=len(records), epoch=epoch,
-                           executed=sum(1 for r in records if r["status"] in ("completed", "failed")))
-        driver.history = history_rows(records)
-        # In-flight steps of a crashed process start again; count each execution once.
-        driver.turns = sum(1 for r in records if r["type"] != "input" and r["status"] != "skipped") + len(
-            driver.frontier.gates)
-        outputs = [r for r in records if r["output_key"] and r["status"] == "completed"]
-        if outputs:
-            key = outputs[-1]["output_key"]
-            driver.last_output = driver.response = state.get(key)
-        return driver
+    async def _load_driver(self, run: Run, epoch: int) -> RunDriver:
+        graph = await self.graph_for_version(run.version)
+        records = await self.store.step_records(run.id)
+        return load_driver(self, graph, run, records, epoch)
+
+    # -- the lifecycle: every change of status is a compare-and-set in the store ------------
 
     async def resume(self, run_id: str, response: Any, *, step_id: str | None = None,
                      idempotency_key: str | None = None) -> str:
@@ -293,132 +287,125 @@ class Engine:
             raise
 
     async def _resume(self, run_id: str, response: Any, step_id: str | None, idempotency_keys: tuple[str, ...]) -> str:
-        row = await self.store.get_run(run_id)
-        if row is None:
-            raise RunNotFound(f"run '{run_id}' not found")
-        if row["status"] != "paused":
-            raise NotPaused(f"run '{run_id}' is {row['status']}, not paused")
-        gates = msgspec.json.decode(row["gate"]) if row["gate"] else {}
-        gate = gates.get(step_id) if step_id else (min(gates.values(), key=lambda g: g["deadline"]) if gates else None)
+        run = await self.get_run(run_id)
+        if run.status != RunStatus.PAUSED:
+            raise NotPaused(f"run '{run_id}' is {run.status}, not paused")
+        gate = run.gates.get(step_id) if step_id else run.next_gate()
         if gate is None:
             raise NotPaused(f"run '{run_id}' has no pending gate{f' at step {step_id}' if step_id else ''}")
-        if gate["deadline"] <= time.time():
-            await self.fail_paused(run_id, GateTimeout(f"human gate {gate['step_id']} was not answered in time"))
-            raise NotPaused(f"run '{run_id}' failed: its gate {gate['step_id']} timed out")
-        if gate.get("child_run_id"):
-            return await self._resume_child(row, gate, response)
-        graph = await self.graph_for_version(row["version"])
-        gate_step = graph.steps[gate["step_id"]].spec
+        if gate.deadline <= time.time():
+            await self.fail_paused(run_id, GateTimeout(f"human gate {gate.step_id} was not answered in time"))
+            raise NotPaused(f"run '{run_id}' failed: its gate {gate.step_id} timed out")
+        if gate.child_run_id:
+            return await self._resume_child(run, gate, response)
+        graph = await self.graph_for_version(run.version)
+        gate_step = graph.steps[gate.step_id].spec
         answer = check_answer(gate_step, response)
         for key in {gate_step.output_key or "human_response", "human_response"}:
             try:  # an answer the state cannot hold is the caller's mistake: the run stays paused
                 graph.schema.apply({}, key, answer, step_id=gate_step.id)
             except StateWriteError as exc:
                 raise InvalidAnswer({"response": exc.message}) from None
-        self._results.drop(run_id)  # from here on, a cached "paused" result may be stale
+        await self._claim_and_continue(run_id, idempotency_keys, lambda d: d.answer_gate(gate.step_id, answer))
+        return run_id
+
+    async def _resume_child(self, run: Run, gate: Gate, response: Any) -> str:
+        """The parent waits at a gate inside its child: answer the child, then re-enter the
+        parent's sub-orchestration step, which picks up the child where it now stands."""
+        assert gate.child_run_id is not None
+        try:
+            await self.resume(gate.child_run_id, response)
+        except NotPaused:
+            pass  # answered already (directly, or by a racing resume): the parent still catches up
+        await self._claim_and_continue(run.id, (), lambda d: d.rerun_gate(gate.step_id))
+        return run.id
+
+    async def _claim_and_continue(self, run_id: str, idempotency_keys: tuple[str, ...],
+                                  first: Callable[[RunDriver], Awaitable[None]]) -> None:
+        self._results.drop(run_id)  # from here on, a cached "paused" result is stale
         epoch = await self.store.claim_paused(run_id, self.owner, self.services.settings.lease_seconds,
                                               idempotency_keys)
         if epoch is None:
-            raise NotPaused(f"run '{run_id}' is no longer paused")
-        self._disarm_gate_timer(run_id)
-        await self._continue_claimed(run_id, epoch, lambda driver: driver.answer_gate(gate["step_id"], answer))
-        return run_id
+            raise NotPaused(f"run '{run_id}' is {await self._status(run_id)}, not paused")
+        self.timers.disarm(run_id)
+        await self._continue_claimed(run_id, epoch, first)
 
-    async def _continue_claimed(self, run_id: str, epoch: int, first: Any, *, recovered: bool = False) -> None:
+    async def _continue_claimed(self, run_id: str, epoch: int, first: Callable[[RunDriver], Awaitable[None]], *,
+                                recovered: bool = False) -> None:
         """Load a run this process just claimed, apply `first` to its driver, and drive it. A
         cancel that lands in between wins (NotPaused); anything else fails the run rather than
         leaving it claimed and idle."""
         self._results.drop(run_id)  # the result it stopped with before is stale from now on
         try:
-            row = await self.store.get_run(run_id)
-            assert row is not None
-            driver = await self._load_driver(row, epoch)
+            driver = await self._load_driver(await self.get_run(run_id), epoch)
             if recovered:  # events the dead owner streamed but never committed keep their numbers
                 await driver.skip_unstored_numbers()
             await first(driver)
-        except Fenced:
-            raise NotPaused(f"run '{run_id}' was ended while it was being resumed") from None
+        except RunFenced:
+            raise NotPaused(f"run '{run_id}' is {await self._status(run_id)}: it was ended while it was "
+                            "being resumed") from None
         except Exception as exc:
-            await self.store.end_run(run_id, "failed", f"internal error: {type(exc).__name__}: {exc}",
-                                     expect=("running",), events=[OrchestrationError(error=str(exc)),
-                                                                  Done(status="failed")], live_gap=LIVE_EVENTS)
+            await self.store.end_run(run_id, RunEnding(
+                status=RunStatus.FAILED, message=f"internal error: {type(exc).__name__}: {exc}",
+                expect=frozenset({RunStatus.RUNNING}), live_gap=LIVE_EVENTS,
+                events=[OrchestrationError(error=str(exc)), Done(status="failed")]))
             raise
         self._launch(driver)
 
-    async def _resume_child(self, row: dict[str, Any], gate: dict[str, Any], response: Any) -> str:
-        """The parent waits at a gate inside its child: answer the child, then re-enter the
-        parent's sub-orchestration step, which picks up the child where it now stands."""
-        child_id = gate["child_run_id"]
-        try:
-            await self.resume(child_id, response)
-        except NotPaused:
-            pass  # answered already (directly, or by a racing resume): the parent still catches up
-        self._results.drop(row["id"])
-        epoch = await self.store.claim_paused(row["id"], self.owner, self.services.settings.lease_seconds)
-        if epoch is None:
-            raise NotPaused(f"run '{row['id']}' is no longer paused")
-        self._disarm_gate_timer(row["id"])
-        await self._continue_claimed(row["id"], epoch, lambda driver: driver.rerun_gate(gate["step_id"]))
-        return str(row["id"])
-
     async def cancel(self, run_id: str) -> RunResult:
-        driver = self._drivers.get(run_id)
-        task = self._tasks.get(run_id)
+        """Stop a running or paused run. Of concurrent cancels exactly one wins; the others, and
+        a cancel of a run that already ended, raise NotPaused naming the run's status."""
+        driver, task = self._drivers.get(run_id), self._tasks.get(run_id)
         if driver is not None and task is not None:
+            if driver.cancel_requested:  # another request is stopping it: that one wins
+                await asyncio.wait({task})
+                raise self._not_cancellable(run_id, await self._status(run_id))
             driver.cancel_requested = True
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            return await self.result(run_id)
-        row = await self.store.get_run(run_id)
-        if row is None:
-            raise RunNotFound(f"run '{run_id}' not found")
-        if not await self._end_elsewhere(row, "cancelled", "Run cancelled"):
-            raise NotPaused(f"run '{run_id}' is {row['status']}; only running or paused runs can be cancelled")
-        self._disarm_gate_timer(run_id)
-        for gate in (msgspec.json.decode(row["gate"]) if row["gate"] else {}).values():
-            if gate.get("child_run_id"):  # a gate inside a sub-orchestration: the child goes too
+            await asyncio.wait({task})
+            if driver.status == RunStatus.CANCELLED:
+                return await self.result(run_id)
+            if driver.status != RunStatus.PAUSED:  # it completed or failed first, or lost the run
+                raise self._not_cancellable(run_id, await self._status(run_id))
+        run = await self.get_run(run_id)
+        if not await self._end_elsewhere(run.id, RunStatus.CANCELLED, "Run cancelled"):
+            raise self._not_cancellable(run_id, await self._status(run_id))
+        self.timers.disarm(run_id)
+        for gate in run.gates.values():
+            if gate.child_run_id:  # a gate inside a sub-orchestration: the child goes too
                 with contextlib.suppress(NotPaused, RunNotFound):
-                    await self.cancel(gate["child_run_id"])
+                    await self.cancel(gate.child_run_id)
         return await self.result(run_id)
+
+    @staticmethod
+    def _not_cancellable(run_id: str, status: str) -> NotPaused:
+        return NotPaused(f"run '{run_id}' is {status}; only running or paused runs can be cancelled")
+
+    async def _status(self, run_id: str) -> str:
+        run = await self.store.get_run(run_id)
+        return str(run.status) if run is not None else "gone"
 
     async def fail_paused(self, run_id: str, error: Exception) -> None:
         """A gate's time ran out: fail the run, if it is still paused and past its deadline (on
         another server the same run may have been answered in time)."""
-        row = await self.store.get_run(run_id)
-        if row is not None:
-            await self._end_elsewhere(row, "failed", str(error), expect=("paused",), deadline_passed=True)
+        await self._end_elsewhere(run_id, RunStatus.FAILED, str(error), expect=frozenset({RunStatus.PAUSED}),
+                                  deadline_passed=True)
 
-    async def _end_elsewhere(self, row: dict[str, Any], status: str, message: str,
-                             expect: tuple[str, ...] = ("paused", "running"), deadline_passed: bool = False) -> bool:
+    async def _end_elsewhere(self, run_id: str, status: RunStatus, message: str,
+                             expect: frozenset[RunStatus] = LIVE, deadline_passed: bool = False) -> bool:
         """End a run this process is not driving (paused, or owned by another process). One
         transaction bumps the epoch (fencing off any owner still writing), sets the status and
         appends the closing events after the run's last stored one."""
-        self._results.drop(row["id"])
-        events: list[Any] = [OrchestrationError(error=message), Done(status=status)]
-        ended = await self.store.end_run(row["id"], status, message, expect=expect, events=events,
-                                         deadline_passed=deadline_passed, live_gap=LIVE_EVENTS)
+        self._results.drop(run_id)
+        events: list[Any] = [OrchestrationError(error=message), Done(status=status.value)]
+        ended = await self.store.end_run(run_id, RunEnding(status=status, message=message, expect=expect,
+                                                           events=events, deadline_passed=deadline_passed,
+                                                           live_gap=LIVE_EVENTS))
         if ended:
             for e in events:
                 self.hub.publish(e)
-            self.hub.close(row["id"])
+            self.hub.close(run_id)
         return ended
-
-    def _arm_gate_timer(self, run_id: str, deadline: float) -> None:
-        self._disarm_gate_timer(run_id)
-        loop = asyncio.get_running_loop()
-
-        def expire() -> None:
-            self._timers.pop(run_id, None)
-            task = loop.create_task(self.fail_paused(run_id, GateTimeout("human gate was not answered in time")))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-
-        self._timers[run_id] = loop.call_later(max(0.0, deadline - time.time()), expire)
-
-    def _disarm_gate_timer(self, run_id: str) -> None:
-        timer = self._timers.pop(run_id, None)
-        if timer is not None:
-            timer.cancel()
 
     async def recover(self) -> list[str]:
         """Continue runs left `running` by a process that died, from their last checkpoint: runs
@@ -434,9 +421,9 @@ class Engine:
             except Exception:  # noqa: BLE001 - that run is marked failed; the others still recover
                 continue
             resumed.append(run_id)
-        for row in await self.store.runs_with_status("paused"):
-            if row["gate_deadline"] is not None and row["id"] not in self._timers:
-                self._arm_gate_timer(row["id"], row["gate_deadline"])
+        for run in await self.store.runs_with_status(RunStatus.PAUSED):
+            if run.gate_deadline is not None:
+                self.timers.arm(run.id, run.gate_deadline, replace=False)
         return resumed
 
 
@@ -458,19 +445,3 @@ def owner_is_dead(owner: str | None) -> bool:
 
 async def _nothing(driver: RunDriver) -> None:
     return None
-
-
-def replay_state(graph: CompiledGraph, records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run's state rebuilt from its step records' deltas, reducers applied in order."""
-    state: dict[str, Any] = {}
-    for r in records:
-        writes = msgspec.json.decode(r["writes"]) if r["writes"] else {}
-        if r["type"] == "input":
-            state.update(writes)
-            continue
-        for key, value in writes.items():
-            try:
-                graph.schema.apply(state, key, value)
-            except StateWriteError:  # checked when written; replay never refuses what was stored
-                state[key] = value
-    return state

@@ -15,20 +15,20 @@ import msgspec
 
 from orch.definition.compile import CompiledGraph
 from orch.errors import IdempotencyConflict
-from orch.store.sql import SQLStore, stored_text
+from orch.store.base import RunStore, stored_text
 
 
-async def check_same_run_request(store: SQLStore, key: str, run_id: str, graph: CompiledGraph, message: str,
+async def check_same_run_request(store: RunStore, key: str, run_id: str, graph: CompiledGraph, message: str,
                                  state: Mapping[str, Any]) -> None:
     """The run `key` created must have come from this request: same orchestration, message and
     state values. (Compared as stored: the state values as the schema converted them; defaults
     the request did not give may have changed since, and do not count.)"""
-    row = await store.get_run(run_id)
+    run = await store.get_run(run_id)
     records = await store.step_records(run_id, first_only=True)
-    stored = msgspec.json.decode(records[0]["writes"]) if records and records[0]["type"] == "input" else None
+    stored = msgspec.json.decode(records[0].writes) if records and records[0].type == "input" else None
     given = {k: msgspec.to_builtins(graph.schema.check(k, v)) for k, v in state.items()}
-    same = (row is not None and stored is not None and row["orchestration_id"] == graph.id
-            and row["message"] == stored_text(message)
+    same = (run is not None and stored is not None and run.orchestration_id == graph.id
+            and run.message == stored_text(message)
             and all(k in stored and stored[k] == v for k, v in given.items()))
     if not same:
         raise IdempotencyConflict(f"Idempotency-Key '{key}' was first used for a different request (run "
@@ -47,7 +47,7 @@ class ResumeKey:
         base = f"resume:{run_id}:{key}"
         self.keys = (base, f"{base}#{hashlib.sha256(request).hexdigest()[:32]}")
 
-    async def repeated(self, store: SQLStore) -> bool:
+    async def repeated(self, store: RunStore) -> bool:
         """True when this very request already won the gate; IdempotencyConflict when the key
         won it with another answer."""
         found = await store.idempotent_runs(self.keys)

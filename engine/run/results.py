@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Mapping, NamedTuple
 
 import msgspec
+
+from orch.run.model import FINAL, Gate, RunStatus, StepRecord
 
 
 class HistoryEntry(msgspec.Struct, omit_defaults=True):
@@ -46,38 +48,48 @@ def iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-# What step_history needs of a step record, kept compact while a run is driven (a long run
-# holds one per step): step_id, step_name, type, status, turns, cost_usd, started_at, ended_at,
-# output_key, iteration, error.
-HistoryRow = tuple[str, str, str, str, int, float, float, float, "str | None", int, "str | None"]
+class HistoryRow(NamedTuple):
+    """What step_history needs of a step record, kept compact while a run is driven (a long run
+    holds one per step)."""
+
+    step_id: str
+    step_name: str
+    type: str
+    status: str
+    turns: int
+    cost_usd: float
+    started_at: float
+    ended_at: float
+    output_key: str | None
+    iteration: int
+    error: str | None
 
 
-def history_rows(records: Iterable[dict[str, Any]]) -> list[HistoryRow]:
-    return [(r["step_id"], r["step_name"], r["type"], r["status"], r["turns"], r["cost_usd"], r["started_at"],
-             r["ended_at"], r["output_key"], r["iteration"], r.get("error"))
-            for r in records if r["type"] != "input"]
+def history_rows(records: Iterable[StepRecord]) -> list[HistoryRow]:
+    return [HistoryRow(r.step_id, r.step_name, r.type, r.status, r.turns, r.cost_usd, r.started_at, r.ended_at,
+                       r.output_key, r.iteration, r.error)
+            for r in records if r.type != "input"]
 
 
 def history_entry(row: HistoryRow) -> HistoryEntry:
-    step_id, name, type_, status, turns, cost, started, ended, output_key, iteration, error = row
     return HistoryEntry(
-        step_id=step_id, step_name=name, type=type_, status=status, turns=turns, cost_usd=round(cost, 8),
-        started_at=iso(started), ended_at=iso(ended), duration_seconds=round(ended - started, 6),
-        output_key=output_key, iteration=iteration, error=error,
+        step_id=row.step_id, step_name=row.step_name, type=row.type, status=row.status, turns=row.turns,
+        cost_usd=round(row.cost_usd, 8), started_at=iso(row.started_at), ended_at=iso(row.ended_at),
+        duration_seconds=round(row.ended_at - row.started_at, 6), output_key=row.output_key,
+        iteration=row.iteration, error=row.error,
     )
 
 
-def build_result(run: dict[str, Any], history: Sequence[HistoryRow], state: dict[str, Any],
-                 gates: dict[str, dict[str, Any]]) -> RunResult:
+def build_result(run_id: str, status: str, cost_usd: float, response: str | None, history: Sequence[HistoryRow],
+                 state: dict[str, Any], gates: Mapping[str, Gate]) -> RunResult:
     """The run/resume response for a run as it stands now."""
-    status = run["status"]
-    result = RunResult(status=status, run_id=run["id"], shared_state=state,
-                       step_history=[history_entry(h) for h in history], total_cost_usd=round(run["cost_usd"], 8))
-    if status == "paused" and gates:
-        gate = min(gates.values(), key=lambda g: g["deadline"])
-        result.human_input_required = HumanInput(gate["step_id"], gate["prompt"], gate["fields"], gate["agent_context"])
-    elif status in ("completed", "failed", "cancelled"):
-        result.response = run.get("response") or run.get("error") or ""
+    result = RunResult(status=str(status), run_id=run_id, shared_state=state,
+                       step_history=[history_entry(h) for h in history], total_cost_usd=round(cost_usd, 8))
+    if status == RunStatus.PAUSED and gates:
+        gate = min(gates.values(), key=lambda g: g.deadline)
+        result.human_input_required = HumanInput(gate.step_id, gate.prompt, gate.fields, gate.agent_context)
+    elif status in FINAL:
+        result.response = response or ""
     return result
 
 

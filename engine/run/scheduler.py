@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 import msgspec
 
 from orch.definition.compile import CompiledGraph, CompiledStep
+from orch.run.model import StepRecord
 
 
 class Token(msgspec.Struct):
@@ -356,14 +357,14 @@ def encode(f: Frontier) -> bytes:
     return msgspec.json.encode(_Stored(f.tokens, f.scopes, f.gates, f.next_id, f.waiting))
 
 
-def decode(data: bytes | str, records: Sequence[Mapping[str, Any]] = ()) -> Frontier:
+def decode(data: bytes | str, records: Sequence[StepRecord] = ()) -> Frontier:
     """The frontier of a checkpoint, with iteration counts rebuilt from the run's step records
     (plus one for every gate that is waiting: its step started but has no record yet)."""
     s = msgspec.json.decode(data, type=_Stored)
     iterations: dict[str, int] = {}
     for r in records:
-        if r["type"] != "input" and r["status"] != "skipped":
-            iterations[r["step_id"]] = iterations.get(r["step_id"], 0) + 1
+        if r.type != "input" and r.status != "skipped":
+            iterations[r.step_id] = iterations.get(r.step_id, 0) + 1
     for tok in s.gates:
         iterations[tok.step_id] = iterations.get(tok.step_id, 0) + 1
     return Frontier(s.tokens, s.scopes, s.gates, iterations, s.next_id, s.waiting)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from orch.definition.compile import CompiledStep
 from orch.errors import EngineError, ProviderError, StepFailed, StepTimeout, ToolError
 from orch.events import Event, StepError
+from orch.run.model import StepRecord
 from orch.run.scheduler import Token
 from orch.steps.base import StepResult
 
@@ -41,7 +42,7 @@ class StepCtx:
         # "step#iteration", and "loop#i/body#j" inside loops.
         self.key = key or f"{step.spec.id}#{iteration}"
         self.started = time.time()
-        self.body: list[dict[str, Any]] = []  # records of loop body executions, in order
+        self.body: list[StepRecord] = []  # records of loop body executions, in order
         self.run_id = driver.run_id
         self.graph = driver.graph
         self.step = step

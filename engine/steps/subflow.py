@@ -45,8 +45,8 @@ async def run_subflow(ctx: StepContext) -> StepResult:
     turns = sum(h.turns for h in result.step_history or [])
     if result.status == "paused":
         gate = result.human_input_required
-        row = await engine.store.get_run(child_id)
-        deadline = (row or {}).get("gate_deadline") or time.time() + 3600
+        child = await engine.store.get_run(child_id)
+        deadline = (child.gate_deadline if child is not None else None) or time.time() + 3600
         return StepResult(turns=turns, gate=GateRequest(
             prompt=gate.prompt, fields=gate.fields, agent_context=gate.agent_context,  # type: ignore[union-attr]
             timeout_seconds=max(0.0, deadline - time.time()), child_run_id=child_id))

@@ -225,10 +225,10 @@ async def _print_frontier(engine: Any, run_id: str) -> None:
     """What an unfinished run stands at: steps in flight, and steps waiting for other branches."""
     from orch.run import scheduler
 
-    row = await engine.store.get_run(run_id)
-    if not row or not row["frontier"]:
+    run = await engine.store.get_run(run_id)
+    if run is None or not run.frontier:
         return
-    frontier = scheduler.decode(row["frontier"])
+    frontier = scheduler.decode(run.frontier)
     if frontier.tokens:
         print("\nin flight: " + ", ".join(sorted({t.step_id for t in frontier.tokens.values()})))
     if frontier.waiting:
@@ -294,9 +294,9 @@ async def _runs(args: argparse.Namespace) -> int:
     engine, _ = await build_engine(settings, recover=args.action == "recover")
     try:
         if args.action == "list":
-            rows = await engine.store.list_runs(orchestration_id=args.orchestration, status=args.status, limit=args.limit)
-            for r in rows:
-                print(f"{r['id']:<60} {r['orchestration_id']:<28} {r['status']:<10} ${r['cost_usd']:.6f}")
+            runs = await engine.store.list_runs(orchestration_id=args.orchestration, status=args.status, limit=args.limit)
+            for r in runs:
+                print(f"{r.id:<60} {r.orchestration_id:<28} {r.status:<10} ${r.cost_usd:.6f}")
             return 0
         if args.action == "recover":
             for task in list(engine._tasks.values()):

@@ -13,7 +13,6 @@ from litestar import Router, post
 from litestar.params import FromPath, HeaderParameter, JSONBody
 from litestar.response import Stream
 
-from orch.errors import RunNotFound
 from orch.run.results import RunResult
 from orch.server.context import Ctx, ServerContext
 from orch.server.errors import error_responses
@@ -60,11 +59,9 @@ async def resume_run(ctx: Ctx, run_id: FromPath[str], data: JSONBody[ResumeReque
       summary="Answer a paused run's gate and stream its events (SSE) until it pauses again or ends")
 async def stream_resume(ctx: Ctx, run_id: FromPath[str], data: JSONBody[ResumeRequest],
                         idempotency_key: IdempotencyKey = None) -> Stream:
-    row = await ctx.engine.store.get_run(run_id)
-    if row is None:
-        raise RunNotFound(f"run '{run_id}' not found")
+    run = await ctx.engine.get_run(run_id)
     await ctx.engine.resume(run_id, data.response, idempotency_key=idempotency_key)
-    return event_stream(ctx.feed(run_id, after=row["last_seq"]))  # the paused run's last event was `done`
+    return event_stream(ctx.feed(run_id, after=run.last_seq))  # the paused run's last event was `done`
 
 
 router = Router(path="/orchestrations", tags=["runs"],

@@ -13,7 +13,7 @@ from orch.server.schemas import Health
      responses={503: ResponseSpec(Health, description="The database cannot be reached", generate_examples=False)})
 async def health(ctx: Ctx) -> Response[Health]:
     try:
-        await ctx.engine.store.get_run("")
+        await ctx.engine.store.ping()
         db = "ok"
     except Exception as exc:  # noqa: BLE001 - reported, not raised: this is the health check
         db = f"error: {type(exc).__name__}"

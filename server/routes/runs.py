@@ -12,7 +12,7 @@ from litestar.exceptions import ValidationException
 from litestar.params import FromPath, FromQuery, HeaderParameter, QueryParameter
 from litestar.response import Stream
 
-from orch.errors import RunNotFound
+from orch.run.model import Run
 from orch.run.results import RunResult, iso
 from orch.server.context import Ctx
 from orch.server.errors import error_responses
@@ -23,8 +23,8 @@ MAX_SEQ = 2**53  # beyond any real seq, and within what every database stores as
 # Bounds are written gt=-1 rather than ge=0: Litestar leaves a zero bound out of the OpenAPI schema.
 
 
-def encode_cursor(row: dict[str, Any]) -> str:
-    raw = msgspec.json.encode([row["created_at"], row["id"]])
+def encode_cursor(run: Run) -> str:
+    raw = msgspec.json.encode([run.created_at, run.id])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -38,12 +38,12 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
     return created_at, run_id
 
 
-def summary(row: dict[str, Any]) -> RunSummary:
+def summary(run: Run) -> RunSummary:
     return RunSummary(
-        run_id=row["id"], orchestration_id=row["orchestration_id"], status=row["status"], message=row["message"],
-        total_cost_usd=round(row["cost_usd"], 8), turns=row["turns"], created_at=iso(row["created_at"]),
-        updated_at=iso(row["updated_at"]), finished_at=iso(row["finished_at"]) if row["finished_at"] else None,
-        parent_run_id=row["parent_run_id"],
+        run_id=run.id, orchestration_id=run.orchestration_id, status=run.status, message=run.message,
+        total_cost_usd=round(run.cost_usd, 8), turns=run.turns, created_at=iso(run.created_at),
+        updated_at=iso(run.updated_at), finished_at=iso(run.finished_at) if run.finished_at else None,
+        parent_run_id=run.parent_run_id,
     )
 
 
@@ -56,28 +56,26 @@ async def list_runs(
     cursor: Annotated[str | None, QueryParameter(max_length=500, description="next_cursor of the previous page")] = None,
 ) -> RunPage:
     before = decode_cursor(cursor) if cursor else None
-    rows = await ctx.engine.store.list_runs(orchestration_id=orchestration_id, status=status, limit=limit + 1,
+    runs = await ctx.engine.store.list_runs(orchestration_id=orchestration_id, status=status, limit=limit + 1,
                                             before=before)
-    page = rows[:limit]
-    more = len(rows) > limit
+    page = runs[:limit]
+    more = len(runs) > limit
     return RunPage(runs=[summary(r) for r in page], next_cursor=encode_cursor(page[-1]) if more else None)
 
 
 @get("/{run_id:str}", summary="A run's status, state, history, pending gate, cost and timestamps",
      responses=error_responses(404))
 async def get_run(ctx: Ctx, run_id: FromPath[str]) -> RunDetail:
-    row = await ctx.engine.store.get_run(run_id)
-    if row is None:
-        raise RunNotFound(f"run '{run_id}' not found")
+    run = await ctx.engine.get_run(run_id)
     result = await ctx.engine.result(run_id)
     gate = result.human_input_required
     return RunDetail(
-        run_id=row["id"], orchestration_id=row["orchestration_id"], version=row["version"], status=result.status,
-        message=row["message"], state=result.shared_state or {}, step_history=result.step_history or [],
-        human_input_required=gate or None, response=row["response"], error=row["error"],
-        total_cost_usd=round(row["cost_usd"], 8), turns=row["turns"], last_event_id=row["last_seq"],
-        created_at=iso(row["created_at"]), updated_at=iso(row["updated_at"]),
-        finished_at=iso(row["finished_at"]) if row["finished_at"] else None, parent_run_id=row["parent_run_id"],
+        run_id=run.id, orchestration_id=run.orchestration_id, version=run.version, status=result.status,
+        message=run.message, state=result.shared_state or {}, step_history=result.step_history or [],
+        human_input_required=gate or None, response=run.response, error=run.error,
+        total_cost_usd=round(run.cost_usd, 8), turns=run.turns, last_event_id=run.last_seq,
+        created_at=iso(run.created_at), updated_at=iso(run.updated_at),
+        finished_at=iso(run.finished_at) if run.finished_at else None, parent_run_id=run.parent_run_id,
     )
 
 
@@ -97,8 +95,7 @@ async def run_events(
         description="Resume after this event (EventSource sends it when it reconnects)")] = None,
     after: Annotated[int | None, QueryParameter(gt=-1, le=MAX_SEQ, description="Same as Last-Event-ID")] = None,
 ) -> Stream:
-    if await ctx.engine.store.get_run(run_id) is None:
-        raise RunNotFound(f"run '{run_id}' not found")
+    await ctx.engine.get_run(run_id)
     start = last_event_id if last_event_id is not None else after or 0
     return event_stream(ctx.feed(run_id, after=start))
 

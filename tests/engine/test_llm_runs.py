@@ -110,7 +110,7 @@ async def test_cost_limit_fails_the_run_with_the_exact_message(make_engine, sqli
         "failed", "Cost limit exceeded: $0.66 > max $0.50",
         [("s1", "completed", 0.22), ("s2", "completed", 0.22), ("s3", "failed", 0.22)],
     )
-    assert row["cost_usd"] == pytest.approx(sum(h.cost_usd for h in result.step_history))
+    assert row.cost_usd == pytest.approx(sum(h.cost_usd for h in result.step_history))
     assert len(fake.requests) == 3  # no call starts after the limit
 
 
@@ -161,9 +161,9 @@ async def test_gate_inside_a_sub_orchestration_pauses_and_resumes_through_the_pa
     gate = paused.human_input_required
     assert (paused.status, gate.step_id, gate.prompt) == ("paused", "child", "Approve brief for tides?")
     children = await engine.store.list_runs(orchestration_id="child-flow")
-    assert [c["status"] for c in children] == ["paused"] and children[0]["parent_run_id"] == paused.run_id
+    assert [c.status for c in children] == ["paused"] and children[0].parent_run_id == paused.run_id
     await engine.resume(paused.run_id, {"decision": "yes"})
     done = await engine.wait(paused.run_id)
     assert (done.status, done.response, [h.step_id for h in done.step_history]) == (
         "completed", "parent saw child decided yes", ["prep", "child", "after"])
-    assert (await engine.result(children[0]["id"])).status == "completed"
+    assert (await engine.result(children[0].id)).status == "completed"

@@ -130,7 +130,7 @@ steps:
     assert (result.status, brief(result), result.total_cost_usd, sum(h.cost_usd for h in result.step_history)) == (
         "failed", [("w", "completed"), ("w", "completed"), ("w", "failed"), ("L", "failed")], 0.75, 0.75)
     stored = await engine.store.step_records(result.run_id)
-    assert sum(r["cost_usd"] for r in stored) == 0.75
+    assert sum(r.cost_usd for r in stored) == 0.75
 
 
 async def test_loop_body_executions_count_against_the_turn_limit(make_engine, sqlite_url):
@@ -290,10 +290,10 @@ async def test_a_long_stretch_of_live_events_is_committed_without_waiting_for_a_
 
 
 def test_finished_results_kept_for_wait_are_bounded_by_the_steps_they_hold():
-    from orch.run.results import ResultCache, RunResult, history_entry
+    from orch.run.results import HistoryRow, ResultCache, RunResult, history_entry
 
     def result(run_id: str, steps: int) -> RunResult:
-        row = ("a", "a", "agent", "completed", 1, 0.0, 0.0, 0.0, None, 1, None)
+        row = HistoryRow("a", "a", "agent", "completed", 1, 0.0, 0.0, 0.0, None, 1, None)
         return RunResult(status="completed", run_id=run_id, step_history=[history_entry(row)] * steps)
 
     cache = ResultCache(max_steps=100)

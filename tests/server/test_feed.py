@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from orch.run.model import Run, RunStatus
 from orch.events import Done, EventHub, Event, StepStart, encode_event
 from orch.server.feed import RunFeed
 
@@ -28,8 +29,8 @@ class ScriptedEngine:
         self.status = "running"
         self.store = self
 
-    async def get_run(self, run_id: str) -> dict[str, Any]:
-        return {"id": run_id, "status": self.status}
+    async def get_run(self, run_id: str) -> Run:
+        return Run(id=run_id, orchestration_id="o", version="v", status=RunStatus(self.status))
 
     async def events(self, run_id: str, after: int = 0) -> list[tuple[int, bytes]]:
         return sorted((s, b) for s, b in self.stored.items() if s > after)
