@@ -21,16 +21,23 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 
 from orch.errors import (
-    DefinitionError, IdempotencyConflict, InvalidAnswer, InvalidInput, NotPaused, RunNotFound, StateWriteError,
+    DefinitionError, EngineError, IdempotencyConflict, InvalidAnswer, InvalidInput, NotPaused, RunFenced,
+    RunNotFound, RunStateError, StateWriteError,
 )
 from orch.server.schemas import ErrorBody
 
 log = logging.getLogger("orch.server")
 
 
-def error_response(status: int, detail: str, *, fields: dict[str, str] | None = None,
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+              405: "method_not_allowed", 409: "conflict", 413: "body_too_large", 415: "unsupported_media_type",
+              422: "invalid", 429: "too_many_requests", 500: "internal", 503: "unavailable"}
+
+
+def error_response(status: int, detail: str, *, code: str | None = None, fields: dict[str, str] | None = None,
                    headers: Mapping[str, str] | None = None) -> Response[ErrorBody]:
-    body = ErrorBody(detail=detail, fields=fields if fields is not None else msgspec.UNSET)
+    body = ErrorBody(detail=detail, code=code or HTTP_CODES.get(status, f"http_{status}"),
+                     fields=fields if fields is not None else msgspec.UNSET)
     return Response(body, status_code=status, media_type=MediaType.JSON, headers=dict(headers or {}))
 
 
@@ -61,38 +68,39 @@ def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Error
 
 
 def _not_found(request: Request[Any, Any, Any], exc: RunNotFound) -> Response[ErrorBody]:
-    return error_response(404, exc.message)
+    return error_response(404, exc.message, code=exc.code)
 
 
-def _conflict(request: Request[Any, Any, Any], exc: NotPaused) -> Response[ErrorBody]:
-    return error_response(409, exc.message)
+def _conflict(request: Request[Any, Any, Any], exc: RunStateError) -> Response[ErrorBody]:
+    return error_response(409, exc.message, code=exc.code)
 
 
 def _invalid_answer(request: Request[Any, Any, Any], exc: InvalidAnswer) -> Response[ErrorBody]:
-    return error_response(422, f"invalid answer: {exc.message}", fields=dict(exc.field_errors))
+    return error_response(422, f"invalid answer: {exc.message}", code=exc.code, fields=dict(exc.field_errors))
 
 
-def _unprocessable(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
-    return error_response(422, getattr(exc, "message", str(exc)))
+def _unprocessable(request: Request[Any, Any, Any], exc: EngineError) -> Response[ErrorBody]:
+    return error_response(422, exc.message, code=exc.code)
 
 
 def _bad_body(request: Request[Any, Any, Any], exc: msgspec.MsgspecError) -> Response[ErrorBody]:
-    return error_response(400, f"invalid request body: {exc}")
+    return error_response(400, f"invalid request body: {exc}", code="invalid_body")
 
 
 def _too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[ErrorBody]:
-    return error_response(400, "invalid request body: it nests too deeply")
+    return error_response(400, "invalid request body: it nests too deeply", code="invalid_body")
 
 
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal server error")
+    return error_response(500, "internal server error", code="internal")
 
 
 EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     HTTPException: _http,
     RunNotFound: _not_found,
     NotPaused: _conflict,
+    RunFenced: _conflict,
     InvalidAnswer: _invalid_answer,
     InvalidInput: _unprocessable,
     IdempotencyConflict: _unprocessable,

@@ -30,9 +30,12 @@ class ResumeRequest(msgspec.Struct, kw_only=True):
 
 
 class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """Every error response. `fields` names each bad field of a rejected gate answer."""
+    """Every error response. `code` is stable and machine-readable (the engine error's code, or
+    the HTTP meaning: bad_request, unauthorized, not_found, ...); `fields` names each bad field
+    of a rejected gate answer."""
 
     detail: str
+    code: str
     fields: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
 
 

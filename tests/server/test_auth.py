@@ -32,7 +32,7 @@ def test_requests_without_a_valid_key_get_401(live: LiveServer, headers: dict[st
                          ("GET", "/orchestrations/runs/run_x/events"), ("GET", "/agents")]:
         response = httpx.request(method, live.url + "/api/v1" + path, headers=headers, json={"message": "x"})
         assert response.status_code == 401
-        assert response.json() == {"detail": detail}
+        assert response.json() == {"detail": detail, "code": "unauthorized"}
         assert response.headers["www-authenticate"] == "Bearer"
 
 

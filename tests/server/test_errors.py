@@ -1,4 +1,4 @@
-"""Error statuses and bodies: every error is {"detail": "..."}; bad input never gets a 500."""
+"""Error statuses and bodies: every error is {"detail": "...", "code": "..."}; bad input never gets a 500."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def paused_run(api: httpx.Client) -> str:
 def test_unknown_things_are_404(api: httpx.Client, method: str, path: str, detail: str) -> None:
     body = {"response": {"decision": "approve"}} if "resume" in path else {"message": "x"}
     response = api.request(method, path, json=body if method == "POST" else None)
-    assert (response.status_code, response.json()) == (404, {"detail": detail})
+    assert (response.status_code, response.json()) == (404, {"detail": detail, "code": "not_found"})
 
 
 def test_resuming_a_run_that_is_not_paused_is_409(api: httpx.Client) -> None:
@@ -37,7 +37,7 @@ def test_resuming_a_run_that_is_not_paused_is_409(api: httpx.Client) -> None:
     for path in (f"/orchestrations/runs/{run_id}/resume", f"/orchestrations/runs/{run_id}/resume/stream"):
         response = api.post(path, json={"response": "approve"})
         assert response.status_code == 409
-        assert response.json() == {"detail": f"run '{run_id}' is completed, not paused"}
+        assert response.json() == {"detail": f"run '{run_id}' is completed, not paused", "code": "not_paused"}
 
 
 def test_a_bad_gate_answer_is_422_naming_each_field_and_the_run_stays_paused(api: httpx.Client) -> None:
@@ -46,6 +46,7 @@ def test_a_bad_gate_answer_is_422_naming_each_field_and_the_run_stays_paused(api
     assert response.status_code == 422
     assert response.json() == {
         "detail": "invalid answer: decision: 'maybe' is not one of: approve, reject; notes: expected text, got int",
+        "code": "invalid_answer",
         "fields": {"decision": "'maybe' is not one of: approve, reject", "notes": "expected text, got int"},
     }
     assert api.get(f"/orchestrations/runs/{run_id}").json()["status"] == "paused"
@@ -56,7 +57,8 @@ def test_a_bad_gate_answer_is_422_naming_each_field_and_the_run_stays_paused(api
 def test_initial_state_that_does_not_fit_the_schema_is_422(api: httpx.Client) -> None:
     response = api.post(RUN, json={"message": "x", "state": {"query": 5}})
     assert response.status_code == 422
-    assert response.json() == {"detail": "state.query: state key 'query' expects str, got int"}
+    assert response.json() == {"detail": "state.query: state key 'query' expects str, got int",
+                               "code": "invalid_input"}
 
 
 @pytest.mark.parametrize("content, detail", [
@@ -68,7 +70,7 @@ def test_initial_state_that_does_not_fit_the_schema_is_422(api: httpx.Client) ->
 ])
 def test_malformed_run_bodies_are_400(api: httpx.Client, content: bytes, detail: str) -> None:
     response = api.post(RUN, content=content, headers={"Content-Type": "application/json"})
-    assert (response.status_code, response.json()) == (400, {"detail": detail})
+    assert (response.status_code, response.json()) == (400, {"detail": detail, "code": "bad_request"})
 
 
 def test_malformed_resume_bodies_are_400(api: httpx.Client) -> None:
@@ -76,7 +78,7 @@ def test_malformed_resume_bodies_are_400(api: httpx.Client) -> None:
     for body, detail in [({}, "request body: Object missing required field `response`"),
                          ({"response": 3}, "request body at $.response: Expected `str | object`, got `int`")]:
         response = api.post(f"/orchestrations/runs/{run_id}/resume", json=body)
-        assert (response.status_code, response.json()) == (400, {"detail": detail})
+        assert (response.status_code, response.json()) == (400, {"detail": detail, "code": "bad_request"})
 
 
 @pytest.mark.parametrize("path, headers, detail", [
@@ -90,13 +92,13 @@ def test_malformed_resume_bodies_are_400(api: httpx.Client) -> None:
 ])
 def test_bad_parameters_are_400(api: httpx.Client, path: str, headers: dict[str, str], detail: str) -> None:
     response = api.get(path, headers=headers)
-    assert (response.status_code, response.json()) == (400, {"detail": detail})
+    assert (response.status_code, response.json()) == (400, {"detail": detail, "code": "bad_request"})
 
 
 def test_unknown_routes_and_methods(api: httpx.Client) -> None:
-    assert api.get("/nowhere").json() == {"detail": "Not Found"}
+    assert api.get("/nowhere").json() == {"detail": "Not Found", "code": "not_found"}
     response = api.delete("/orchestrations")
-    assert response.status_code == 405 and response.json() == {"detail": "Method Not Allowed"}
+    assert response.status_code == 405 and response.json() == {"detail": "Method Not Allowed", "code": "method_not_allowed"}
 
 
 def test_cancel(api: httpx.Client) -> None:
@@ -105,7 +107,8 @@ def test_cancel(api: httpx.Client) -> None:
     assert (cancelled["status"], cancelled["response"]) == ("cancelled", "Run cancelled")
     again = api.post(f"/orchestrations/runs/{run_id}/cancel")
     assert again.status_code == 409
-    assert again.json() == {"detail": f"run '{run_id}' is cancelled; only running or paused runs can be cancelled"}
+    assert again.json() == {"detail": f"run '{run_id}' is cancelled; only running or paused runs can be cancelled",
+                            "code": "not_paused"}
     assert api.post(f"/orchestrations/runs/{run_id}/resume", json={"response": "approve"}).status_code == 409
 
 

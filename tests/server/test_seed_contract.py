@@ -93,7 +93,7 @@ def test_agents(api: httpx.Client) -> None:
             "description": "Turns notes and research into clear, well-structured prose for a general audience."} in listing
     agent = api.get("/agents/agent-researcher").json()
     assert agent["tools"] == ["current_time", "word_count"] and agent["max_turns"] == 6
-    assert api.get("/agents/agent-nobody").json() == {"detail": "agent 'agent-nobody' not found"}
+    assert api.get("/agents/agent-nobody").json() == {"detail": "agent 'agent-nobody' not found", "code": "not_found"}
 
 
 def test_run_detail_and_listing(api: httpx.Client) -> None:
