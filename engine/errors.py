@@ -2,6 +2,8 @@
 
     EngineError
     ├── DefinitionError        a graph file or posted definition is wrong; carries every Problem
+    │   ├── ExpressionError        an if_else/switch expression is rejected, or fails when evaluated
+    │   └── TypeParseError         a state_schema type string does not parse
     ├── RunError               something went wrong while a run executed
     │   ├── StepFailed             a step raised; names the step
     │   ├── StateWriteError        a value does not fit a state key's declared type
@@ -75,6 +77,27 @@ class DefinitionError(EngineError):
         self.problems = problems
         errors = [p for p in problems if p.severity == "error"]
         super().__init__("\n".join(str(p) for p in errors or problems))
+
+
+class ExpressionError(DefinitionError):
+    """An expression was rejected when compiled or failed when evaluated. The compiler turns it
+    into a `bad-expression` Problem; a step whose expression fails at run time fails."""
+
+    code = "bad_expression"
+
+    def __init__(self, message: str) -> None:
+        EngineError.__init__(self, message)
+        self.problems = [Problem("bad-expression", message)]
+
+
+class TypeParseError(DefinitionError, ValueError):
+    """A state_schema type string does not parse; the message says what was expected."""
+
+    code = "bad_type"
+
+    def __init__(self, message: str) -> None:
+        EngineError.__init__(self, message)
+        self.problems = [Problem("bad-type", message)]
 
 
 class RunError(EngineError):

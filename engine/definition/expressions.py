@@ -16,18 +16,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from orch.errors import ExpressionError as ExpressionError  # raised here; importable from here too
+
 MAX_SOURCE_LENGTH = 2_000
 MAX_DEPTH = 50
 MAX_SEQUENCE_LENGTH = 100_000
 MAX_ROUND_DIGITS = 1_000
-
-
-class ExpressionError(Exception):
-    """An expression was rejected when compiled or failed when evaluated."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 def _round(*args: Any) -> Any:

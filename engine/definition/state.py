@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import msgspec
 
 from orch.errors import StateWriteError
+from orch.errors import TypeParseError as TypeParseError  # raised here; importable from here too
 from orch.definition.spec import StateField
 
 BUILTIN_KEYS = frozenset({"user_input", "user_query", "human_response"})
@@ -28,10 +29,6 @@ _SCALARS: dict[str, tuple[str, Any]] = {
     "bool": ("bool", bool), "boolean": ("bool", bool),
     "any": ("any", Any),
 }
-
-
-class TypeParseError(ValueError):
-    pass
 
 
 @dataclass(frozen=True, slots=True)
