@@ -15,7 +15,7 @@ from pathlib import Path, PurePath
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from orch.tools.registry import ToolContext
+from orch.tools.context import ToolContext
 
 MAX_FILE_BYTES = 1_000_000
 MAX_LISTED_FILES = 1_000

@@ -15,30 +15,17 @@ import functools
 import importlib
 import inspect
 import typing
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from types import MappingProxyType, ModuleType
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import msgspec
 
 from orch.errors import ToolError
 from orch.providers.base import ToolSpec
-
-
-@dataclass(frozen=True, slots=True)
-class ToolContext:
-    """What the engine hands a tool that asks for it: the run, its sandbox and its state."""
-
-    run_id: str
-    sandbox_dir: Path
-    state: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        # Tools may look at the run's state but only steps write it.
-        if not isinstance(self.state, MappingProxyType):
-            object.__setattr__(self, "state", MappingProxyType(self.state))
+from orch.tools.builtin import BUILTIN_TOOLS
+from orch.tools.context import ToolContext as ToolContext  # importable from here too
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +58,6 @@ class ToolRegistry:
 
     @classmethod
     def with_builtins(cls) -> ToolRegistry:
-        # Imported here because the built-ins import ToolContext from this module.
-        from orch.tools.builtin import BUILTIN_TOOLS
-
         return cls(BUILTIN_TOOLS)
 
     def register(

@@ -1,0 +1,22 @@
+"""What the engine hands a tool that asks for it (a parameter annotated `ToolContext`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True, slots=True)
+class ToolContext:
+    """The run, its sandbox and its state."""
+
+    run_id: str
+    sandbox_dir: Path
+    state: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Tools may look at the run's state but only steps write it.
+        if not isinstance(self.state, MappingProxyType):
+            object.__setattr__(self, "state", MappingProxyType(self.state))
