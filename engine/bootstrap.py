@@ -12,7 +12,8 @@ from orch.definition.loader import Catalog, load_paths
 from orch.run.engine import Engine
 from orch.services import build_services
 from orch.settings import Settings
-from orch.steps.base import Executor
+from orch.steps import spec_types
+from orch.steps.base import Executor, StepKind
 from orch.store.sql import SQLStore
 
 
@@ -26,10 +27,12 @@ class LoadReport:
     catalog: Catalog | None = None
 
 
-def load_graphs(paths: list[str | Path], tool_names: set[str]) -> LoadReport:
-    catalog = load_paths(paths)
+def load_graphs(paths: list[str | Path], tool_names: set[str], *,
+                kinds: Mapping[str, StepKind] | None = None) -> LoadReport:
+    """Load and compile graph files; `kinds` are the step kinds they may use (default: the built-ins)."""
+    catalog = load_paths(paths, Catalog(step_types=spec_types(kinds)) if kinds is not None else None)
     report = LoadReport(catalog=catalog, problems=list(catalog.problems))
-    for oid, result in compile_catalog(catalog, tools=tool_names).items():
+    for oid, result in compile_catalog(catalog, tools=tool_names, kinds=kinds).items():
         if result.graph is not None:
             report.graphs[oid] = result.graph
             report.problems.extend(result.problems)
@@ -40,14 +43,15 @@ def load_graphs(paths: list[str | Path], tool_names: set[str]) -> LoadReport:
 
 
 async def build_engine(settings: Settings, *, graphs: list[str | Path] | None = None,
-                       executors: Mapping[str, Executor] | None = None, recover: bool = True) -> tuple[Engine, LoadReport]:
+                       executors: Mapping[str, Executor] | None = None, kinds: Mapping[str, StepKind] | None = None,
+                       recover: bool = True) -> tuple[Engine, LoadReport]:
     services = build_services(settings)
     store = SQLStore(settings.database_url, synchronous=settings.sqlite_synchronous)
-    engine = Engine(store, services, executors=executors)
+    engine = Engine(store, services, executors=executors, kinds=kinds)
     await engine.open()
     paths = graphs if graphs is not None else [settings.graphs_dir]
     existing = [p for p in paths if Path(p).exists()]
-    report = load_graphs(existing, set(services.tools.names()))
+    report = load_graphs(existing, set(services.tools.names()), kinds=engine.kinds)
     for graph in report.graphs.values():
         await engine.add_graph(graph)
     if recover:

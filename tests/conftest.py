@@ -85,23 +85,25 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 async def open_engine(url: str, *graphs: str, sandbox: Path, executors: dict[str, Any] | None = None,
-                      **settings: Any) -> Any:
-    """An open engine over `url` with graphs given inline (YAML or JSON text) and executor
-    overrides. The caller closes it."""
+                      kinds: dict[str, Any] | None = None, **settings: Any) -> Any:
+    """An open engine over `url` with graphs given inline (YAML or JSON text), executor
+    overrides and, optionally, a table of step kinds. The caller closes it."""
     from orch.definition.compile import compile_catalog
     from orch.definition.loader import Catalog, load_text
     from orch.run.engine import Engine
     from orch.services import build_services
     from orch.settings import Settings
+    from orch.steps import spec_types
+
     cfg = Settings(database_url=url if url != "memory" else "sqlite://", sandbox_root=str(sandbox), **settings)
     services = build_services(cfg)
-    engine = Engine(make_store(url), services, executors=executors)
+    engine = Engine(make_store(url), services, executors=executors, kinds=kinds)
     await engine.open()
-    catalog = Catalog()
+    catalog = Catalog(step_types=spec_types(engine.kinds))
     for i, text in enumerate(graphs):
         load_text(text, f"inline-{i}.yaml", catalog)
     assert not catalog.errors, [str(p) for p in catalog.errors]
-    for result in compile_catalog(catalog, tools=set(services.tools.names())).values():
+    for result in compile_catalog(catalog, tools=set(services.tools.names()), kinds=engine.kinds).values():
         assert result.graph is not None, [str(p) for p in result.problems]
         await engine.add_graph(result.graph)
     return engine
@@ -112,8 +114,10 @@ async def make_engine(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[A
     """Build engines (see `open_engine`); all are closed at teardown."""
     engines: list[Any] = []
 
-    async def make(url: str, *graphs: str, executors: dict[str, Any] | None = None, **settings: Any) -> Any:
-        engine = await open_engine(url, *graphs, sandbox=tmp_path / "sandbox", executors=executors, **settings)
+    async def make(url: str, *graphs: str, executors: dict[str, Any] | None = None,
+                   kinds: dict[str, Any] | None = None, **settings: Any) -> Any:
+        engine = await open_engine(url, *graphs, sandbox=tmp_path / "sandbox", executors=executors, kinds=kinds,
+                                   **settings)
         engines.append(engine)
         return engine
 

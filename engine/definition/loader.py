@@ -2,8 +2,7 @@
 
 Accepts YAML or JSON holding one orchestration, one agent, a Synapse export bundle
 (`synapse_export: true`) or a plain bundle with `orchestrations` / `agents` lists. Problems are
-collected, never raised one at a time: every step is decoded on its own so one bad step does not
-hide the others, and each Problem names the file, the JSON path and what was expected.
+collected, never raised one at a time (decode.py decodes each orchestration and step).
 """
 
 from __future__ import annotations
@@ -13,28 +12,20 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, get_args
+from typing import Any, Iterable, Mapping
 
 import msgspec
 import yaml
 
+from orch.definition.decode import broken_steps as broken_steps  # importable from here too
+from orch.definition.decode import decode_orchestration as decode_orchestration  # importable from here too
+from orch.definition.decode import describe, drop_nulls, unknown_fields, validation_problem
+from orch.definition.spec import AGENT_FIELDS, BUNDLE_FIELDS, STEP_CLASSES, Agent, Orchestration, StepBase
 from orch.errors import Problem
-from orch.definition.spec import (
-    AGENT_FIELDS, BUNDLE_FIELDS, ORCHESTRATION_FIELDS, STEP_CLASSES, STEP_FIELDS, STEP_TYPES,
-    Agent, HumanField, HumanFieldType, MergeStrategy, OnError, Orchestration, Reducer, StateField,
-    is_ignored_extra,
-)
 
 GRAPH_SUFFIXES = (".yaml", ".yml", ".json")
 _SKIPPED_DIRS = frozenset({"node_modules", "site-packages", "__pycache__", "venv"})
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML was built with it
-ENUM_VALUES: dict[str, tuple[str, ...]] = {
-    "merge_strategy": get_args(MergeStrategy), "reducer": get_args(Reducer), "on_error": get_args(OnError),
-    "type": get_args(HumanFieldType),
-}
-_MSGSPEC_AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>\$[^`]*)`)?$", re.S)
-_HUMAN_FIELD_FIELDS = frozenset(HumanField.__struct_fields__)
-_STATE_FIELD_FIELDS = frozenset(StateField.__struct_fields__)
 
 
 @dataclass(frozen=True)
@@ -55,12 +46,16 @@ class LoadedAgent:
 
 @dataclass
 class Catalog:
-    """Everything loaded from a set of files; agents are visible to every orchestration."""
+    """Everything loaded from a set of files; agents are visible to every orchestration.
+
+    `step_types` are the step types files may use, each with the Struct its steps decode to
+    (orch.steps.spec_types(kinds) gives those of a table of step kinds)."""
 
     orchestrations: dict[str, LoadedOrchestration] = field(default_factory=dict)
     agents: dict[str, LoadedAgent] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    step_types: Mapping[str, type[StepBase]] = field(default_factory=lambda: STEP_CLASSES)
 
     @property
     def errors(self) -> list[Problem]:
@@ -136,11 +131,11 @@ def load_document(doc: Any, file: str, catalog: Catalog) -> None:
     """Register whatever `doc` holds: a bundle, an orchestration or an agent."""
     if not isinstance(doc, dict):
         catalog.problems.append(Problem(
-            "not-a-definition", f"expected a mapping at the top level, got {_kind(doc)}", file=file, path="$",
+            "not-a-definition", f"expected a mapping at the top level, got {describe(doc)}", file=file, path="$",
         ))
         return
     if doc.get("synapse_export") or "orchestrations" in doc or ("agents" in doc and "steps" not in doc):
-        _unknown(doc, BUNDLE_FIELDS, file, "$", catalog.problems, severity="warning")
+        unknown_fields(doc, BUNDLE_FIELDS, file, "$", catalog.problems, severity="warning")
         for i, raw in enumerate(_list_of(doc, "agents", file, catalog)):
             _add_agent(raw, file, f"$.agents[{i}]", catalog)
         for i, raw in enumerate(_list_of(doc, "orchestrations", file, catalog)):
@@ -160,13 +155,13 @@ def load_document(doc: Any, file: str, catalog: Catalog) -> None:
 
 def _add_agent(raw: Any, file: str, path: str, catalog: Catalog) -> None:
     if not isinstance(raw, dict):
-        catalog.problems.append(Problem("invalid-field", f"expected an agent object, got {_kind(raw)}", file=file, path=path))
+        catalog.problems.append(Problem("invalid-field", f"expected an agent object, got {describe(raw)}", file=file, path=path))
         return
-    _unknown(raw, AGENT_FIELDS, file, path, catalog.problems, severity="warning")
+    unknown_fields(raw, AGENT_FIELDS, file, path, catalog.problems, severity="warning")
     try:
-        agent = msgspec.convert(_drop_nulls(raw, AGENT_FIELDS), Agent)
+        agent = msgspec.convert(drop_nulls(raw, AGENT_FIELDS), Agent)
     except msgspec.ValidationError as exc:
-        catalog.problems.append(_validation_problem(exc, file, path))
+        catalog.problems.append(validation_problem(exc, file, path))
         return
     if agent.id in catalog.agents:
         other = catalog.agents[agent.id].file
@@ -179,7 +174,7 @@ def _add_agent(raw: Any, file: str, path: str, catalog: Catalog) -> None:
 
 
 def _add_orchestration(raw: Any, file: str, path: str, catalog: Catalog) -> None:
-    orch, problems = decode_orchestration(raw, file, path)
+    orch, problems = decode_orchestration(raw, file, path, step_types=catalog.step_types)
     if orch is None:
         catalog.problems.extend(problems)
         return
@@ -196,153 +191,18 @@ def _add_orchestration(raw: Any, file: str, path: str, catalog: Catalog) -> None
     raw_agents = raw.get("agents") if isinstance(raw.get("agents"), list) else []
     for i, agent in enumerate(orch.agents):
         if i < len(raw_agents) and isinstance(raw_agents[i], dict):
-            _unknown(raw_agents[i], AGENT_FIELDS, file, f"{path}.agents[{i}]", catalog.problems, severity="warning")
+            unknown_fields(raw_agents[i], AGENT_FIELDS, file, f"{path}.agents[{i}]", catalog.problems, severity="warning")
         _add_agent(msgspec.to_builtins(agent), file, f"{path}.agents[{i}]", catalog)
     # Runs pin the content hash, so an edited file is a new version even if its `version` label stayed.
     catalog.orchestrations[orch.id] = LoadedOrchestration(orch, file, definition_version(raw), carried)
 
 
-def decode_orchestration(raw: Any, file: str, path: str = "$") -> tuple[Orchestration | None, list[Problem]]:
-    """Decode one orchestration, reporting every bad field of every step at once."""
-    problems: list[Problem] = []
-    if not isinstance(raw, dict):
-        return None, [Problem("invalid-field", f"expected an orchestration object, got {_kind(raw)}", file=file, path=path)]
-    orch_id = raw.get("id") if isinstance(raw.get("id"), str) else None
-    _unknown(raw, ORCHESTRATION_FIELDS, file, path, problems)
-    raw_steps = raw.get("steps")
-    if not isinstance(raw_steps, list):
-        problems.append(Problem(
-            "missing-field" if raw_steps is None else "invalid-field",
-            "missing required field 'steps'" if raw_steps is None else f"expected a list of steps, got {_kind(raw_steps)}",
-            file=file, path=f"{path}.steps", orchestration_id=orch_id,
-        ))
-        raw_steps = []
-    steps = []
-    for i, raw_step in enumerate(raw_steps):
-        step = _decode_step(raw_step, file, f"{path}.steps[{i}]", problems, orch_id)
-        if step is not None:
-            steps.append(step)
-    schema: dict[str, StateField] = {}
-    raw_schema = raw.get("state_schema")
-    if raw_schema is not None and not isinstance(raw_schema, dict):
-        problems.append(Problem("invalid-field", f"expected an object of state keys, got {_kind(raw_schema)}",
-                                file=file, path=f"{path}.state_schema", orchestration_id=orch_id))
-    for key, sf in (raw_schema or {}).items() if isinstance(raw_schema, dict) else ():
-        where = f"{path}.state_schema.{key}"
-        if isinstance(sf, dict):
-            _unknown(sf, _STATE_FIELD_FIELDS, file, where, problems, orch_id=orch_id)
-            sf = {f: x for f, x in sf.items() if f in _STATE_FIELD_FIELDS and (x is not None or f == "default")}
-        try:
-            schema[str(key)] = msgspec.convert(sf, StateField)
-        except msgspec.ValidationError as exc:
-            problems.append(_validation_problem(exc, file, where, orchestration_id=orch_id))
-    head = {k: v for k, v in _drop_nulls(raw, ORCHESTRATION_FIELDS).items()
-            if k in ORCHESTRATION_FIELDS and k != "state_schema"}
-    head["steps"] = []
-    try:
-        orch = msgspec.convert(head, Orchestration)
-    except msgspec.ValidationError as exc:
-        problems.append(_validation_problem(exc, file, path, orchestration_id=orch_id))
-        return None, problems
-    import msgspec.structs as structs  # local: only needed on success
-
-    # Steps that failed to decode are left out; the compiler still checks the rest (and knows
-    # not to report references to the missing ones), so one pass shows every problem.
-    return structs.replace(orch, steps=steps, state_schema=schema), problems
-
-
-def broken_steps(problems: Iterable[Problem]) -> frozenset[str]:
-    """Ids of steps that failed to decode (and so are missing from the decoded orchestration)."""
-    return frozenset(p.step_id for p in problems
-                     if p.severity == "error" and p.step_id and p.code != "unknown-field" and ".steps[" in (p.path or ""))
-
-
-def _decode_step(raw: Any, file: str, path: str, problems: list[Problem], orch_id: str | None) -> Any:
-    if not isinstance(raw, dict):
-        problems.append(Problem("invalid-field", f"expected a step object, got {_kind(raw)}", file=file, path=path, orchestration_id=orch_id))
-        return None
-    step_id = raw.get("id") if isinstance(raw.get("id"), str) else None
-    stype = raw.get("type")
-    if not isinstance(stype, str) or stype not in STEP_CLASSES:
-        close = difflib.get_close_matches(str(stype), STEP_TYPES, n=1)
-        problems.append(Problem(
-            "unknown-step-type" if stype is not None else "missing-field",
-            f"unknown step type {stype!r}" if isinstance(stype, str) else (
-                "missing required field 'type'" if stype is None else f"expected a step type name, got {_kind(stype)}"),
-            file=file, step_id=step_id, path=f"{path}.type" if stype is not None else path, orchestration_id=orch_id,
-            hint=f"did you mean '{close[0]}'?" if close and stype is not None else "one of: " + ", ".join(STEP_TYPES),
-        ))
-        return None
-    before = len(problems)
-    _unknown(raw, STEP_FIELDS, file, path, problems, step_id=step_id, orch_id=orch_id)
-    for j, hf in enumerate(raw.get("human_fields") or []) if isinstance(raw.get("human_fields"), list) else ():
-        if isinstance(hf, dict):
-            _unknown(hf, _HUMAN_FIELD_FIELDS, file, f"{path}.human_fields[{j}]", problems, step_id=step_id, orch_id=orch_id)
-    cleaned = {k: v for k, v in _drop_nulls(raw, STEP_FIELDS).items() if k in STEP_FIELDS}
-    if isinstance(cleaned.get("human_fields"), list):
-        cleaned["human_fields"] = [
-            {k: v for k, v in hf.items() if k in _HUMAN_FIELD_FIELDS and v is not None} if isinstance(hf, dict) else hf
-            for hf in cleaned["human_fields"]
-        ]
-    try:
-        step = msgspec.convert(cleaned, STEP_CLASSES[stype])
-    except msgspec.ValidationError as exc:
-        problems.append(_validation_problem(exc, file, path, step_id=step_id, orchestration_id=orch_id))
-        return None
-    # Unknown fields were dropped before decoding: keep the step so the compiler still checks it.
-    return None if any(p.code != "unknown-field" for p in problems[before:]) else step
-
-
-def _drop_nulls(raw: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
-    """Synapse writes null for "not set"; treat it as the field's default."""
-    return {k: v for k, v in raw.items() if v is not None}
-
-
-def _unknown(
-    raw: dict[str, Any], known: frozenset[str], file: str, path: str, out: list[Problem], *,
-    severity: str = "error", step_id: str | None = None, orch_id: str | None = None,
-) -> None:
-    for name in raw:
-        if name in known or is_ignored_extra(str(name)):
-            continue
-        close = difflib.get_close_matches(str(name), sorted(known), n=1)
-        out.append(Problem(
-            "unknown-field", f"unknown field '{name}'", file=file, step_id=step_id,
-            path=f"{path}.{name}" if path != "$" else f"$.{name}", orchestration_id=orch_id,
-            hint=f"did you mean '{close[0]}'?" if close else None, severity=severity,  # type: ignore[arg-type]
-        ))
-
-
 def _list_of(doc: dict[str, Any], key: str, file: str, catalog: Catalog) -> list[Any]:
     value = doc.get(key) or []
     if not isinstance(value, list):
-        catalog.problems.append(Problem("invalid-field", f"expected a list, got {_kind(value)}", file=file, path=f"$.{key}"))
+        catalog.problems.append(Problem("invalid-field", f"expected a list, got {describe(value)}", file=file, path=f"$.{key}"))
         return []
     return value
-
-
-def _validation_problem(exc: msgspec.ValidationError, file: str, base: str, **kw: Any) -> Problem:
-    m = _MSGSPEC_AT.match(str(exc))
-    assert m is not None
-    msg, sub = m.group("msg").replace(" | null`", "`"), m.group("path") or "$"
-    path = base + sub[1:]
-    code = "invalid-field"
-    missing = re.match(r"Object missing required field `(.+)`", msg)
-    if missing:
-        code, msg = "missing-field", f"missing required field '{missing.group(1)}'"
-    else:
-        msg = re.sub(r"`([^`]*)`", r"\1", msg)
-        msg = msg[0].lower() + msg[1:] if msg else msg
-        field_name = re.sub(r"\[\d+\]$", "", path.rsplit(".", 1)[-1])
-        if msg.startswith("invalid enum value") and field_name in ENUM_VALUES:
-            kw.setdefault("hint", "one of: " + ", ".join(ENUM_VALUES[field_name]))
-        elif " - at key in " in str(exc) or "at key in" in msg:
-            kw.setdefault("hint", "keys must be text; quote keys such as 1, 2.5 or yes in YAML")
-        elif msg.startswith("expected str") and msg.endswith("got object"):
-            kw.setdefault("hint", "YAML reads text that starts with { as a mapping; quote it: \"{state.key} ...\"")
-        elif msg.startswith("expected str") and msg.endswith("got bool"):
-            kw.setdefault("hint", "YAML reads unquoted yes/no/on/off/true/false as booleans; quote the value")
-    return Problem(code, msg, file=file, path=path, **kw)
 
 
 def _json_error(message: str, text: str) -> str:
@@ -353,7 +213,3 @@ def _json_error(message: str, text: str) -> str:
         col = pos - (text.rfind("\n", 0, pos) + 1) + 1
         return f"line {line}, column {col}: {message[:m.start()].rstrip()}"
     return message
-
-
-def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", type(None): "null"}.get(type(value), type(value).__name__)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 
-from orch.definition.compile import CompiledGraph
+from orch.definition.compiled import CompiledGraph
+from orch.steps.base import Shape
 
-_SHAPES = {
-    "evaluator": ("{", "}"), "if_else": ("{", "}"), "switch": ("{", "}"),
-    "human": ("[/", "/]"), "parallel": ("[[", "]]"), "merge": ("[[", "]]"), "loop": ("[[", "]]"),
-    "end": ("((", "))"),
+_MERMAID: dict[Shape, tuple[str, str]] = {
+    "step": ("[", "]"), "decision": ("{", "}"), "gate": ("[/", "/]"), "group": ("[[", "]]"), "stop": ("((", "))"),
+}
+_DOT: dict[Shape, str] = {
+    "step": "box", "decision": "diamond", "gate": "parallelogram", "group": "box3d", "stop": "doublecircle",
 }
 
 
@@ -35,7 +37,7 @@ def mermaid(graph: CompiledGraph) -> str:
     _mid = ids.__getitem__
     lines = ["flowchart TD"]
     for sid, cs in graph.steps.items():
-        left, right = _SHAPES.get(cs.type, ("[", "]"))
+        left, right = _MERMAID[cs.kind.shape]
         lines.append(f'    {_mid(sid)}{left}"{_label(cs.spec.label)}<br/><small>{cs.type}</small>"{right}')
     lines.append(f"    start((start)) --> {_mid(graph.entry)}")
     for e in graph.edges:
@@ -53,10 +55,8 @@ def dot(graph: CompiledGraph) -> str:
         return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
     lines = [f"digraph {q(graph.id)} {{", "    rankdir=TB;", "    node [shape=box, style=rounded];"]
-    shapes = {"evaluator": "diamond", "if_else": "diamond", "switch": "diamond", "human": "parallelogram",
-              "end": "doublecircle", "parallel": "box3d", "merge": "box3d", "loop": "box3d"}
     for sid, cs in graph.steps.items():
-        lines.append(f"    {q(sid)} [label={q(cs.spec.label + chr(10) + cs.type)}, shape={shapes.get(cs.type, 'box')}];")
+        lines.append(f"    {q(sid)} [label={q(cs.spec.label + chr(10) + cs.type)}, shape={_DOT[cs.kind.shape]}];")
     for e in graph.edges:
         attrs = [f"label={q(e.kind + (' ' + ','.join(e.keys) if e.keys else ''))}"]
         if e.back or e.kind == "body":

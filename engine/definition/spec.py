@@ -8,13 +8,9 @@ also emits open-ended UI settings such as `cache_*`.
 
 from __future__ import annotations
 
-from typing import Any, Literal, NewType, Union
+from typing import Any, Literal, Union
 
 import msgspec
-
-StepId = NewType("StepId", str)
-AgentId = NewType("AgentId", str)
-OrchestrationId = NewType("OrchestrationId", str)
 
 Reducer = Literal["replace", "append", "merge", "add"]
 HumanFieldType = Literal["text", "textarea", "number", "email", "date", "phone", "select", "boolean"]
@@ -148,8 +144,6 @@ STEP_CLASSES: dict[str, type[StepBase]] = {
     for cls in Step.__args__  # type: ignore[attr-defined]
 }
 STEP_TYPES: tuple[str, ...] = tuple(STEP_CLASSES)
-ROUTER_TYPES = frozenset({"evaluator", "if_else", "switch"})
-LLM_TYPES = frozenset({"agent", "llm", "tool", "evaluator"})
 
 
 class Agent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -207,7 +201,6 @@ def known_fields(cls: type[msgspec.Struct]) -> frozenset[str]:
     return frozenset(cls.__struct_fields__)
 
 
-STEP_FIELDS = known_fields(StepBase) | {"type"}
 AGENT_FIELDS = known_fields(Agent)
 ORCHESTRATION_FIELDS = known_fields(Orchestration)
 BUNDLE_FIELDS = frozenset(

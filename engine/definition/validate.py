@@ -1,38 +1,29 @@
 """Every compile-time check of SPEC §3.1, run over the graph that compile.py built.
 
 Each check appends Problems (stable code, step id, one-line hint); nothing stops at the first
-problem. Data-flow checks use bitsets over state keys propagated along the condensation of the
-forward graph, so a 1,000-step graph validates in milliseconds.
+problem. What is particular to a step type (its fields, what it reads, writes and routes by)
+comes from its kind. Data-flow checks use bitsets over state keys propagated along the
+condensation of the forward graph, so a 1,000-step graph validates in milliseconds.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Container, Mapping
+import difflib
+from dataclasses import dataclass
+from typing import Container, Mapping
 
 import networkx as nx
 
-from orch.errors import Problem
-from orch.definition.expressions import Expression
+from orch.definition.compiled import FanOut
 from orch.definition.spec import Agent, Orchestration, StepBase
-from orch.definition.state import ANY, BUILTIN_KEYS, STR, StateSchema, TypeSpec, fits
+from orch.definition.state import ANY, BUILTIN_KEYS, StateSchema, TypeSpec, fits
+from orch.definition.topology import forward_graph
+from orch.errors import Problem, Severity
+from orch.steps.base import StepKind
 
-_BOOL, _LIST, _DICT = TypeSpec("bool"), TypeSpec("list", ANY), TypeSpec("dict", ANY)
-_NOT_IN_LOOP = frozenset({"human", "parallel", "loop", "end"})
+_LIST = TypeSpec("list", ANY)
 RESERVED_IDS = frozenset({"runs", "validate"})  # path segments of /api/v1/orchestrations/...
-
-
-def output_type(s: StepBase) -> TypeSpec:
-    """The type of value a step writes to its output_key, as far as compilation can tell."""
-    if s.type == "if_else":
-        return _BOOL
-    if s.type in ("evaluator", "print"):
-        return STR
-    if s.type == "merge":
-        return {"list": _LIST, "concat": STR, "dict": _DICT}[s.merge_strategy]
-    if s.type == "loop":
-        return _DICT
-    return ANY
+ORCHESTRATOR = "orchestrator"  # the agent type that runs another orchestration
 
 
 @dataclass
@@ -40,37 +31,38 @@ class Validator:
     orch: Orchestration
     file: str | None
     steps: Mapping[str, StepBase]
+    kinds: Mapping[str, StepKind]  # step id → its kind
     graph: "nx.DiGraph[str]"
     schema: StateSchema
     entry: str
     agents: Mapping[str, Agent]
     tools: Container[str] | None
     orchestrations: Container[str]
-    expressions: Mapping[str, Expression]
-    fanouts: Mapping[str, Any]
+    reads: Mapping[str, set[str]]  # step id → the state keys it reads
+    writes: Mapping[str, tuple[str, ...]]  # step id → the state keys it writes
+    fanouts: Mapping[str, FanOut]
     loop_owner: Mapping[str, str]
     back_edges: set[tuple[str, str]]
     cycles: tuple[tuple[str, ...], ...]
     problems: list[Problem]
     partial: bool = False  # some steps failed to decode: flow checks would only mislead
     forward: "nx.DiGraph[str] | None" = None  # the graph without back edges, if compile built it
-    reads: dict[str, set[str]] = field(default_factory=dict)
 
     def add(self, code: str, message: str, step_id: str | None = None, hint: str | None = None,
-            severity: str = "error") -> None:
+            severity: Severity = "error") -> None:
         self.problems.append(Problem(code, message, file=self.file, step_id=step_id, hint=hint,
-                                     severity=severity, orchestration_id=self.orch.id))  # type: ignore[arg-type]
+                                     severity=severity, orchestration_id=self.orch.id))
 
     def run(self) -> None:
-        from orch.definition.compile import step_reads
-
         if self.orch.id in RESERVED_IDS:
             self.add("reserved-id", f"orchestration id '{self.orch.id}' is reserved by the HTTP API", None,
                      "choose another id; /orchestrations/" + self.orch.id + " is an API route")
         for sid, s in self.steps.items():
-            self.reads[sid] = step_reads(s, self.expressions.get(sid))
-            self.check_fields(s)
-            self.check_agent(s)
+            kind = self.kinds[sid]
+            kind.check_fields(s, _StepReport(self, s))
+            self.check_limits(s, kind)
+            if kind.uses_agent:
+                self.check_agent(s)
         if self.partial:
             return
         self.check_reachability()
@@ -79,79 +71,11 @@ class Validator:
 
     # -- one step at a time ------------------------------------------------------------------
 
-    def check_fields(self, s: StepBase) -> None:
-        def need(field_name: str, ok: bool, hint: str) -> None:
-            if not ok:
-                self.add("missing-field", f"{s.type} step needs '{field_name}'", s.id, hint)
-
-        t = s.type
-        if t == "tool":
-            need("forced_tool", bool(s.forced_tool), "name the tool this step calls")
-            if s.forced_tool and self.tools is not None and s.forced_tool not in self.tools:
-                self.add("unregistered-tool", f"tool '{s.forced_tool}' is not registered", s.id,
-                         "register it before running this graph", severity="warning")
-        elif t == "evaluator":
-            need("route_map", bool(s.route_map), "map each label the LLM may pick to a step id (or null to end)")
-        elif t == "parallel":
-            need("parallel_branches", bool(s.parallel_branches), "list the branches to run concurrently")
-        elif t == "merge":
-            need("input_keys", bool(s.input_keys), "list the state keys whose values are merged")
-        elif t == "loop":
-            need("loop_step_ids", bool(s.loop_step_ids), "list the steps the loop runs")
-            if s.loop_over is None and s.loop_count < 1:
-                self.add("invalid-value", f"loop_count must be at least 1, got {s.loop_count}", s.id, "set it to 1 or more")
-            if s.max_concurrency < 1:
-                self.add("invalid-value", f"max_concurrency must be at least 1, got {s.max_concurrency}", s.id, "set it to 1 or more")
-            for b in s.loop_step_ids:
-                body = self.steps.get(b)
-                if body is not None and body.type in _NOT_IN_LOOP:
-                    self.add("unsupported-in-loop", f"a {body.type} step ('{b}') cannot be part of a loop body", s.id,
-                             "move it before or after the loop")
-                if b == s.id:
-                    self.add("unsupported-in-loop", "a loop cannot contain itself", s.id)
-        elif t == "transform":
-            need("transform_code", bool(s.transform_code), "assign the step's value to `result`")
-            if s.transform_code:
-                from orch.sandbox import check_transform_syntax
-
-                err = check_transform_syntax(s.transform_code)
-                if err:
-                    self.add("bad-transform", f"transform_code: {err}", s.id,
-                             "fix the Python syntax; the code assigns the step's value to `result`")
-        elif t == "extract_json":
-            need("input_keys", bool(s.input_keys), "list the state keys that hold the text to search")
-        elif t == "if_else":
-            need("if_condition", bool(s.if_condition), "e.g. state.score > 0.5")
-            need("if_true_step_id", bool(s.if_true_step_id or s.if_false_step_id or s.next_ids),
-                 "set if_true_step_id and/or if_false_step_id")
-        elif t == "switch":
-            need("switch_expression", bool(s.switch_expression), "e.g. state.category")
-            need("switch_cases", bool(s.switch_cases or s.switch_default_step_id),
-                 "map values to step ids, or set switch_default_step_id")
-        elif t == "print":
-            need("print_content", bool(s.print_content), "text with {state.key} placeholders")
-        elif t == "human":
-            names: set[str] = set()
-            for i, f in enumerate(s.human_fields):
-                if not f.field_name:
-                    self.add("missing-field", f"human_fields[{i}] needs 'name' or 'key'", s.id)
-                elif f.field_name in names:
-                    self.add("duplicate-field", f"human field '{f.field_name}' is defined twice", s.id,
-                             "each field of a gate needs its own name")
-                names.add(f.field_name)
-                if f.type == "select" and not f.option_list:
-                    self.add("missing-field", f"select field '{f.field_name}' needs 'options'", s.id,
-                             "a list, or a comma-separated string such as approve,reject")
-                for alias, target in f.aliases.items():
-                    if target not in f.option_list:
-                        self.add("invalid-value", f"alias '{alias}' of field '{f.field_name}' maps to '{target}', "
-                                 "which is not an option", s.id, "map each alias to one of the options")
-            if s.human_timeout_seconds <= 0:
-                self.add("invalid-value", f"human_timeout_seconds must be positive, got {s.human_timeout_seconds}", s.id, "set a number above 0")
+    def check_limits(self, s: StepBase, kind: StepKind) -> None:
         if s.max_iterations < 1 and not any(s.id in c for c in self.cycles):
             self.add("invalid-value", f"max_iterations must be at least 1, got {s.max_iterations}", s.id,
                      "with 0 the loop guard skips the step every time")
-        if t != "end":
+        if kind.limited:
             if s.max_turns < 1:
                 self.add("invalid-value", f"max_turns must be at least 1, got {s.max_turns}", s.id, "set it to 1 or more")
             if s.timeout_seconds <= 0:
@@ -160,18 +84,16 @@ class Validator:
                 self.add("invalid-value", f"retry.attempts must be at least 1, got {s.retry.attempts}", s.id, "set it to 1 or more")
 
     def check_agent(self, s: StepBase) -> None:
-        if not s.agent_id or s.type not in ("agent", "llm", "tool", "evaluator"):
+        if not s.agent_id:
             return
         agent = self.agents.get(s.agent_id)
         if agent is None:
-            import difflib
-
             close = difflib.get_close_matches(s.agent_id, list(self.agents), n=1)
             self.add("unknown-agent", f"agent '{s.agent_id}' is not defined in any loaded file", s.id,
                      f"did you mean '{close[0]}'?" if close else "define it under `agents:` or in its own file, "
                      "and validate that file together with this one (e.g. the whole directory)")
             return
-        if agent.type == "orchestrator":
+        if agent.type == ORCHESTRATOR:
             if not agent.orchestration_id:
                 self.add("missing-field", f"orchestrator agent '{agent.id}' needs 'orchestration_id'", s.id)
             elif agent.orchestration_id not in self.orchestrations:
@@ -213,7 +135,7 @@ class Validator:
                 self.add("loop-with-several-entries", f"cycle {' → '.join(cycle)} can be entered at "
                          f"{' and at '.join(ways_in)}: which of its steps wait for other branches depends on which "
                          "way in is met first", ways_in[1], "enter the cycle at one step only", severity="warning")
-            routed = any(self.steps[sid].type in ("evaluator", "if_else", "switch", "human") for sid in cycle)
+            routed = any(self.kinds[sid].is_router or self.kinds[sid].pauses for sid in cycle)
             if not routed:
                 self.add("unconditional-cycle", f"cycle {' → '.join(cycle)} has no router; it always runs until "
                          "max_iterations", cycle[0], "route back with an evaluator, if_else or switch", severity="warning")
@@ -229,7 +151,7 @@ class Validator:
             if not s.output_key or s.output_key not in self.schema.keys:
                 continue
             declared = self.schema.keys[s.output_key]
-            written = output_type(s)
+            written = self.kinds[sid].output_type(s)
             if declared.reducer == "append" and declared.type.kind == "list":
                 ok = fits(written, declared.type.item or ANY) or fits(written, declared.type)
             elif declared.reducer == "add":
@@ -241,15 +163,19 @@ class Validator:
                          f"{declared.type.text}", sid, f"declare '{s.output_key}' as {written.text} or any, or write "
                          "to another key")
         for sid, s in self.steps.items():
-            if s.type == "loop" and s.loop_over:
-                declared_t = self.schema.type_of(s.loop_over)
-                if declared_t.kind not in ("list", "any"):
-                    self.add("type-mismatch", f"loop_over reads '{s.loop_over}', which state_schema declares "
-                             f"{declared_t.text}, not a list", sid, "loop_over needs a list key")
-                for wid, w in self.steps.items():
-                    if w.output_key == s.loop_over and not fits(output_type(w), _LIST):
-                        self.add("type-mismatch", f"step '{wid}' writes {output_type(w).text} to '{s.loop_over}', "
-                                 "which this loop reads as a list", sid)
+            list_input = self.kinds[sid].list_input
+            key = list_input(s) if list_input is not None else None
+            if not key:
+                continue
+            declared_t = self.schema.type_of(key)
+            if declared_t.kind not in ("list", "any"):
+                self.add("type-mismatch", f"loop_over reads '{key}', which state_schema declares "
+                         f"{declared_t.text}, not a list", sid, "loop_over needs a list key")
+            for wid, w in self.steps.items():
+                written = self.kinds[wid].output_type(w)
+                if w.output_key == key and not fits(written, _LIST):
+                    self.add("type-mismatch", f"step '{wid}' writes {written.text} to '{key}', "
+                             "which this loop reads as a list", sid)
 
     def _branch_membership(self) -> dict[str, list[tuple[str, int]]]:
         """step id → [(fan-out step, branch index)] for every fan-out branch it can run in."""
@@ -274,10 +200,7 @@ class Validator:
         return any(f in bb and bb[f] != i for f, i in branch_of.get(a, ()))
 
     def _check_concurrent_writers(self, branch_of: Mapping[str, list[tuple[str, int]]]) -> None:
-        writers: dict[str, list[str]] = {}
-        for sid, s in self.steps.items():
-            for k in _step_writes(s):
-                writers.setdefault(k, []).append(sid)
+        writers = self._writers()
         reported: set[tuple[str, str]] = set()
         for key, ws in writers.items():
             ks = self.schema.keys.get(key)
@@ -294,19 +217,13 @@ class Validator:
     def _check_reads(self, branch_of: Mapping[str, list[tuple[str, int]]]) -> None:
         keys = sorted({k for r in self.reads.values() for k in r})
         bit = {k: 1 << i for i, k in enumerate(keys)}
-        writes = {sid: _mask(_step_writes(s), bit) for sid, s in self.steps.items()}
+        writes = {sid: _mask(self.writes[sid], bit) for sid in self.steps}
         available = self._available(writes)
         declared = set(self.schema.keys) | BUILTIN_KEYS
-        writers: dict[str, list[str]] = {}
-        for sid, s in self.steps.items():
-            for k in _step_writes(s):
-                writers.setdefault(k, []).append(sid)
+        writers = self._writers()
         for sid, reads in self.reads.items():
             owner = self.loop_owner.get(sid)
-            local = {self.steps[owner].item_key} if owner else set()
-            if owner:
-                for b in self.steps[owner].loop_step_ids:
-                    local.update(_step_writes(self.steps[b]) if b in self.steps else ())
+            local = self._body_keys(owner) if owner else set()
             for k in sorted(reads):
                 ks = self.schema.keys.get(k)
                 if (ks is not None and ks.default is None and k not in writers and k != self.schema.first_string_key
@@ -331,11 +248,28 @@ class Validator:
                     self.add("no-writer", f"reads '{k}', which no step writes and state_schema does not declare", sid,
                              f"declare '{k}' in state_schema or write it in an earlier step")
 
+    def _writers(self) -> dict[str, list[str]]:
+        """state key → the steps that write it."""
+        writers: dict[str, list[str]] = {}
+        for sid in self.steps:
+            for k in self.writes[sid]:
+                writers.setdefault(k, []).append(sid)
+        return writers
+
+    def _body_keys(self, owner: str) -> set[str]:
+        """The keys a body step may read from its loop: the item, and what the body writes."""
+        body_of = self.kinds[owner].body
+        if body_of is None:
+            return set()
+        body = body_of(self.steps[owner])
+        local = set(body.keys)
+        for b in body.steps:
+            local.update(self.writes.get(b, ()))
+        return local
+
     @property
     def _forward(self) -> "nx.DiGraph[str]":
         if self.forward is None:
-            from orch.definition.compile import forward_graph
-
             self.forward = forward_graph(self.graph, self.back_edges)
         return self.forward
 
@@ -361,14 +295,31 @@ class Validator:
         return {sid: avail[c] for sid, c in members.items()}
 
 
-def _step_writes(s: StepBase) -> tuple[str, ...]:
-    from orch.definition.compile import _writes
-
-    return _writes(s)
-
-
 def _mask(keys: tuple[str, ...], bit: Mapping[str, int]) -> int:
     m = 0
     for k in keys:
         m |= bit.get(k, 0)
     return m
+
+
+class _StepReport:
+    """The FieldReport a kind's field checks get for one step."""
+
+    def __init__(self, validator: Validator, spec: StepBase) -> None:
+        self._validator = validator
+        self._spec = spec
+
+    @property
+    def tools(self) -> Container[str] | None:
+        return self._validator.tools
+
+    def add(self, code: str, message: str, hint: str | None = None, *, severity: Severity = "error") -> None:
+        self._validator.add(code, message, self._spec.id, hint, severity)
+
+    def need(self, field_name: str, ok: bool, hint: str) -> None:
+        if not ok:
+            self.add("missing-field", f"{self._spec.type} step needs '{field_name}'", hint)
+
+    def step(self, step_id: str) -> tuple[StepBase, StepKind] | None:
+        spec = self._validator.steps.get(step_id)
+        return None if spec is None else (spec, self._validator.kinds[step_id])

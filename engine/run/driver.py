@@ -256,20 +256,15 @@ class RunDriver:
                                     error=error, turns=fin.turns, cost=fin.cost, body=body, route=None)
             return
         assert fin.result is not None
-        if self._routes(step):
-            target = scheduler.targets(step, fin.result.route)
-            if step.type != "evaluator":  # evaluators report their own decision with reasoning
-                from orch.events import RoutingDecision
+        if step.kind.announces_route:  # other routers report their own decision, with reasoning
+            from orch.events import RoutingDecision
 
-                self.emit(RoutingDecision(step_id=spec.id, decision=str(fin.result.route),
-                                          target_step_id=target[0] if target else None, reasoning=fin.result.reasoning))
+            target = scheduler.targets(step, fin.result.route)
+            self.emit(RoutingDecision(step_id=spec.id, decision=str(fin.result.route),
+                                      target_step_id=target[0] if target else None, reasoning=fin.result.reasoning))
         await self._commit_step(fin.token, step, "completed", fin.iteration, fin.started, fin.ended, writes,
                                 turns=fin.turns, cost=fin.cost, body=body, route=fin.result.route,
                                 output=fin.result.output)
-
-    @staticmethod
-    def _routes(step: CompiledStep) -> bool:
-        return step.type in ("if_else", "switch")
 
     def _apply_writes(self, step: CompiledStep, result: StepResult) -> bytes:
         """Write the step's outputs to the state; returns them encoded, as its record stores them."""

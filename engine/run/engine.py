@@ -21,7 +21,7 @@ from orch.definition.compile import CompiledGraph, CompiledStep, compile_definit
 from orch.definition.loader import decode_orchestration
 from orch.definition.spec import Agent
 from orch.errors import (
-    DefinitionError, GateTimeout, InvalidAnswer, InvalidInput, NotPaused, ProviderError, RunFenced, RunNotFound,
+    DefinitionError, GateTimeout, InvalidAnswer, InvalidInput, NotPaused, RunFenced, RunNotFound,
     StateWriteError,
 )
 from orch.events import Done, EventHub, OrchestrationError, RunStart, encode_event
@@ -33,8 +33,8 @@ from orch.run.replay import load_driver, replay_state
 from orch.run.results import ResultCache, RunResult, build_result, history_rows
 from orch.run.timers import GateTimers
 from orch.services import Services
-from orch.steps import default_executors
-from orch.steps.base import Executor
+from orch.steps import spec_types, standard_kinds
+from orch.steps.base import Executor, StepKind
 from orch.steps.human import check_answer
 from orch.store.base import RunStore
 
@@ -43,11 +43,15 @@ _json = msgspec.json.Encoder()
 
 class Engine:
     def __init__(self, store: RunStore, services: Services, *, executors: Mapping[str, Executor] | None = None,
-                 owner: str | None = None) -> None:
+                 kinds: Mapping[str, StepKind] | None = None, owner: str | None = None) -> None:
         self.store = store
         self.services = services
         services.engine = self
-        self.executors: dict[str, Executor] = {**default_executors(), **(executors or {})}
+        # Step kinds by name (stored definitions compile with them); `executors` replace the
+        # executors of kinds by name.
+        self.kinds: dict[str, StepKind] = dict(kinds) if kinds is not None else standard_kinds()
+        self.executors: dict[str, Executor] = {
+            **{name: kind.executor for name, kind in self.kinds.items()}, **(executors or {})}
         # host:pid:nonce — a process on the same host can tell whether an owner is still alive.
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.hub = EventHub()
@@ -77,35 +81,22 @@ class Engine:
         if body is None:
             raise RunNotFound(f"definition version {version} is not stored")
         doc = msgspec.json.decode(body)
-        orch, problems = decode_orchestration(doc["orchestration"], f"<stored {version}>")
+        orch, problems = decode_orchestration(doc["orchestration"], f"<stored {version}>",
+                                              step_types=spec_types(self.kinds))
         agents = {a["id"]: msgspec.convert(a, Agent) for a in doc.get("agents", [])}
-        if orch is None:
+        if orch is None or any(p.severity == "error" for p in problems):  # e.g. a step kind this engine lacks
             raise DefinitionError(problems)
         import msgspec.structs as structs
 
         result = compile_definition(structs.replace(orch, version=version), agents,
-                                    orchestrations=set(self.graphs))
+                                    orchestrations=set(self.graphs), kinds=self.kinds)
         if result.graph is None:
             raise DefinitionError(result.problems)
         self._versions[version] = result.graph
         return result.graph
 
     def executor_for(self, step: CompiledStep) -> Executor:
-        if step.type == "agent" and step.spec.agent_id:
-            agent = self._agent(step)
-            if agent is not None and agent.type == "orchestrator":
-                return self.executors["subflow"]
-        executor = self.executors.get(step.type)
-        if executor is None:
-            raise ProviderError(f"no executor for {step.type} steps", provider="engine", model="-")
-        return executor
-
-    def _agent(self, step: CompiledStep) -> Agent | None:
-        for graph in self._versions.values():
-            agent = graph.agents.get(step.spec.agent_id or "")
-            if agent is not None:
-                return agent
-        return None
+        return self.executors.get(step.kind.name, step.kind.executor)
 
     # -- lifecycle ---------------------------------------------------------------------------
 

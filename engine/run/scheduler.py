@@ -78,22 +78,10 @@ def start(graph: CompiledGraph) -> Frontier:
 
 
 def targets(step: CompiledStep, route: str | None) -> tuple[str, ...]:
-    """Where a finished step goes, given the route its executor chose."""
-    t = step.type
-    if t == "end":
-        return ()
-    if t in ("evaluator", "switch", "if_else"):
-        if route is not None and route in step.routes:
-            target = step.routes[route]
-            if target:
-                return (target,)
-            if t == "if_else" and target is None:
-                return step.next[:1]
-            return ()
-        if t == "switch" and step.spec.switch_default_step_id:
-            return (step.spec.switch_default_step_id,)
-        return step.next[:1]
-    return step.next
+    """Where a finished step goes, given the route its executor chose: where its kind routes
+    it, else its next step (at most one: a step with several next steps has a fan-out)."""
+    chosen = step.kind.route(step, route)
+    return step.next[:1] if chosen is None else chosen
 
 
 def advance(graph: CompiledGraph, f: Frontier, token: Token, route: str | None, *, skipped: bool = False) -> list[Token]:
@@ -102,7 +90,7 @@ def advance(graph: CompiledGraph, f: Frontier, token: Token, route: str | None, 
     del f.tokens[token.id]
     step = graph.steps[token.step_id]
     new: list[Token] = []
-    if token.then and (chosen := _queue_exit(step, route)) is not None and chosen != token.then[:1]:
+    if token.then and (chosen := step.kind.route(step, route)) is not None and chosen != token.then[:1]:
         # A router inside a multi-step branch chose another way: the branch follows it.
         if not chosen:
             _end(graph, f, token.scopes, new)
@@ -148,21 +136,6 @@ def advance(graph: CompiledGraph, f: Frontier, token: Token, route: str | None, 
     while f.waiting and _release(graph, f, new):
         pass
     return new
-
-
-def _queue_exit(step: CompiledStep, route: str | None) -> tuple[str, ...] | None:
-    """Where a router in a multi-step branch sends the branch; None: on to the next queued step
-    (no route chosen, or an if/else side with no target)."""
-    if step.type not in ("evaluator", "switch", "if_else") or route is None:
-        return None
-    if route in step.routes:
-        target = step.routes[route]
-        if target:
-            return (target,)
-        return None if step.type == "if_else" else ()
-    if step.type == "switch" and step.spec.switch_default_step_id:
-        return (step.spec.switch_default_step_id,)
-    return None
 
 
 def park(graph: CompiledGraph, f: Frontier, token: Token) -> list[Token]:

@@ -1,23 +1,31 @@
-"""Step executors, one table built here and handed to the engine (tests may override entries)."""
+"""Step kinds, one module each, and the one place their table is built.
+
+The table is passed in to whatever needs it (the compiler, the validator through it, the
+engine); nothing registers itself on import. To add a step type, write a module with its
+`StepKind` (docs/step-kinds.md) and put it in a table: here for every engine, or in a copy of
+`standard_kinds()` passed to `compile_catalog(kinds=...)` and `Engine(kinds=...)`.
+"""
 
 from __future__ import annotations
 
-from orch.steps.base import Executor
+from orch.steps import (
+    agent, end, evaluator, extract_json, human, if_else, llm, loop, merge, parallel, print as print_step, subflow,
+    switch, tool, transform,
+)
+from orch.steps.base import Executor, StepKind, spec_types
+
+__all__ = ["Executor", "StepKind", "default_executors", "spec_types", "standard_kinds"]
+
+
+def standard_kinds() -> dict[str, StepKind]:
+    """Every built-in step kind by name, in the order the file format lists the types."""
+    kinds = (
+        agent.KIND, llm.KIND, tool.KIND, evaluator.KIND, parallel.KIND, merge.KIND, loop.KIND, human.KIND,
+        transform.KIND, extract_json.KIND, if_else.KIND, switch.KIND, print_step.KIND, end.KIND, subflow.KIND,
+    )
+    return {kind.name: kind for kind in kinds}
 
 
 def default_executors() -> dict[str, Executor]:
-    from orch.steps.agent import run_agent
-    from orch.steps.control import run_end, run_if_else, run_parallel, run_switch
-    from orch.steps.data import run_extract_json, run_merge, run_print, run_transform_step
-    from orch.steps.human import run_human
-    from orch.steps.llm import run_evaluator, run_llm
-    from orch.steps.loop import run_loop
-    from orch.steps.subflow import run_subflow
-    from orch.steps.tool import run_tool
-
-    return {
-        "agent": run_agent, "llm": run_llm, "tool": run_tool, "evaluator": run_evaluator,
-        "parallel": run_parallel, "merge": run_merge, "loop": run_loop, "human": run_human,
-        "transform": run_transform_step, "extract_json": run_extract_json, "if_else": run_if_else,
-        "switch": run_switch, "print": run_print, "end": run_end, "subflow": run_subflow,
-    }
+    """The executor of every built-in kind by name (the base that `Engine(executors=...)` overrides)."""
+    return {name: kind.executor for name, kind in standard_kinds().items()}

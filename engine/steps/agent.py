@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+from orch.definition.spec import Agent, AgentStep, StepBase
 from orch.errors import ToolError
 from orch.events import AgentTurn, ToolExecution, ToolResult, preview
 from orch.providers.base import Message, ToolCall, ToolSpec
-from orch.steps.base import StepContext, StepResult
+from orch.steps import subflow
+from orch.steps.base import StepContext, StepKind, StepResult, prompt_reads
 from orch.steps.prompting import (
     as_text,
     build_messages,
@@ -106,3 +108,14 @@ async def _run_one(ctx: StepContext, call: ToolCall, allowed: set[str], tool_ctx
     except ToolError as exc:
         return f"error: {exc.message}", True
     return as_text(result), False
+
+
+def runs_as(spec: StepBase, agents: Mapping[str, Agent]) -> str | None:
+    """A step whose agent runs another orchestration is a sub-orchestration."""
+    return subflow.KIND.name if subflow.runs_orchestration(spec, agents) else None
+
+
+KIND = StepKind(
+    name="agent", spec=AgentStep, executor=run_agent,
+    reads=lambda spec, expression: prompt_reads(spec, spec.prompt_template), runs_as=runs_as, uses_agent=True,
+)

@@ -10,15 +10,16 @@ from typing import Any
 
 import msgspec
 
-from orch.errors import InvalidAnswer
-from orch.definition.spec import HumanField, StepBase
-from orch.steps.base import GateRequest, StepContext, StepResult
+from orch.definition.spec import HumanField, HumanStep, StepBase
 from orch.definition.templates import render
+from orch.errors import InvalidAnswer
+from orch.steps.base import FieldReport, GateRequest, StepContext, StepKind, StepResult, prompt_reads
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+?[0-9 ()./-]{5,20}$")
 _TRUE = {"true", "yes", "y", "1", "on"}
 _FALSE = {"false", "no", "n", "0", "off"}
+ANSWER_KEY = "human_response"  # every gate's answer is also written here
 
 
 async def run_human(ctx: StepContext) -> StepResult:
@@ -126,3 +127,37 @@ def _convert(f: HumanField, value: Any) -> Any:
     if f.type == "phone" and not _PHONE.match(value):
         raise ValueError(f"'{value}' is not a phone number")
     return value
+
+
+def writes(spec: StepBase) -> tuple[str, ...]:
+    if not spec.output_key or spec.output_key == ANSWER_KEY:
+        return (ANSWER_KEY,)
+    return (spec.output_key, ANSWER_KEY)
+
+
+def check_fields(spec: StepBase, report: FieldReport) -> None:
+    names: set[str] = set()
+    for i, f in enumerate(spec.human_fields):
+        if not f.field_name:
+            report.add("missing-field", f"human_fields[{i}] needs 'name' or 'key'")
+        elif f.field_name in names:
+            report.add("duplicate-field", f"human field '{f.field_name}' is defined twice",
+                       "each field of a gate needs its own name")
+        names.add(f.field_name)
+        if f.type == "select" and not f.option_list:
+            report.add("missing-field", f"select field '{f.field_name}' needs 'options'",
+                       "a list, or a comma-separated string such as approve,reject")
+        for alias, target in f.aliases.items():
+            if target not in f.option_list:
+                report.add("invalid-value", f"alias '{alias}' of field '{f.field_name}' maps to '{target}', "
+                           "which is not an option", "map each alias to one of the options")
+    if spec.human_timeout_seconds <= 0:
+        report.add("invalid-value", f"human_timeout_seconds must be positive, got {spec.human_timeout_seconds}",
+                   "set a number above 0")
+
+
+KIND = StepKind(
+    name="human", spec=HumanStep, executor=run_human, check_fields=check_fields,
+    reads=lambda spec, expression: prompt_reads(spec, spec.human_prompt), writes=writes, pauses=True,
+    in_loop=False, shape="gate",
+)

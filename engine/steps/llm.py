@@ -1,32 +1,11 @@
-"""Single-call LLM steps: `llm` (one completion, no tools) and `evaluator` (pick a route label).
-
-An evaluator's answer is read leniently, because models decorate: the first line matches a label
-when it equals one once quotes, markdown and punctuation are stripped (case-insensitive, `_`, `-`
-and spaces interchangeable); else the first label named anywhere as a whole word, longer labels
-winning at the same place; else the first label of `route_map`, with a reasoning that says so.
-"""
+"""The llm step: one completion, no tools; its answer (parsed as JSON for dict and list output
+keys) is the step's value."""
 
 from __future__ import annotations
 
-import re
-
-from orch.errors import StepFailed
-from orch.events import RoutingDecision
-from orch.providers.base import Message
-from orch.steps.base import StepContext, StepResult
-from orch.steps.prompting import (
-    build_messages,
-    call_model,
-    parse_output,
-    request_for,
-    resolve_model,
-    system_prompt,
-    user_prompt,
-)
-
-_DECORATION = " \t*_`\"'#>.,;:!?()[]{}-"
-_LEAD_IN = re.compile(r"^(?:label|answer|decision|route|choice)\s*:\s*", re.I)
-_REASON = re.compile(r"^\s*[*_]*reason(?:ing)?[*_]*\s*:\s*(.*)", re.I | re.S | re.M)
+from orch.definition.spec import LlmStep
+from orch.steps.base import StepContext, StepKind, StepResult, prompt_reads
+from orch.steps.prompting import build_messages, call_model, parse_output, request_for, resolve_model
 
 
 async def run_llm(ctx: StepContext) -> StepResult:
@@ -35,57 +14,7 @@ async def run_llm(ctx: StepContext) -> StepResult:
     return StepResult(output=parse_output(ctx, completion.text), turns=1, cost_usd=cost)
 
 
-async def run_evaluator(ctx: StepContext) -> StepResult:
-    spec = ctx.step.spec
-    labels = list(spec.route_map)
-    if not labels:
-        raise StepFailed(f"step {spec.id}: evaluator has an empty route_map", step_id=spec.id)
-    provider, model = resolve_model(ctx)
-    messages = [
-        Message("system", system_prompt(ctx, label_instructions(labels, spec.route_descriptions))),
-        Message("user", user_prompt(ctx, spec.evaluator_prompt or spec.prompt_template, ask_json=False)),
-    ]
-    completion, cost = await call_model(ctx, provider, request_for(ctx, model, messages))
-    label, reasoning = choose_label(completion.text, labels)
-    ctx.emit(RoutingDecision(step_id=spec.id, decision=label, target_step_id=spec.route_map[label],
-                             reasoning=reasoning))
-    return StepResult(output=label, route=label, reasoning=reasoning, turns=1, cost_usd=cost)
-
-
-def label_instructions(labels: list[str], descriptions: dict[str, str]) -> str:
-    lines = ["Decide how the workflow continues by choosing exactly one of these labels:"]
-    for label in labels:
-        described = descriptions.get(label, "").strip()
-        lines.append(f"- {label}: {described}" if described else f"- {label}")
-    lines.append(f"Labels: {' | '.join(labels)}")
-    lines.append("Answer with exactly one label on the first line, then a line `Reason: <why>`.")
-    return "\n".join(lines)
-
-
-def choose_label(answer: str, labels: list[str]) -> tuple[str, str]:
-    """The label an evaluator's answer names and the reasoning it gave."""
-    text = answer.strip()
-    first, _, rest = text.partition("\n")
-    wanted = _normalise(_LEAD_IN.sub("", first.strip(_DECORATION)))
-    label = next((lb for lb in labels if _normalise(lb) == wanted), None)
-    if label is not None:
-        return label, _reason(rest) or _reason(text) or rest.strip()
-    alternatives = "|".join(
-        "[-_\\s]+".join(re.escape(part) for part in re.split(r"[-_\s]+", lb))
-        for lb in sorted(labels, key=len, reverse=True)
-    )
-    match = re.search(rf"(?<![\w-])(?:{alternatives})(?![\w-])", text, re.I)
-    if match is not None:
-        named = _normalise(match.group(0))
-        label = next(lb for lb in sorted(labels, key=len, reverse=True) if _normalise(lb) == named)
-        return label, _reason(text) or text
-    return labels[0], f'answer named no label ("{text[:80]}"); fell back to the first label \'{labels[0]}\''
-
-
-def _normalise(text: str) -> str:
-    return re.sub(r"[-_\s]+", " ", text.strip(_DECORATION)).lower()
-
-
-def _reason(text: str) -> str:
-    match = _REASON.search(text)
-    return match.group(1).strip() if match else ""
+KIND = StepKind(
+    name="llm", spec=LlmStep, executor=run_llm, reads=lambda spec, expression: prompt_reads(spec, spec.prompt_template),
+    uses_agent=True,
+)

@@ -9,11 +9,13 @@ current item under `item_key`. Their writes stay inside the loop; the loop's own
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Container, Iterator
 
+from orch.definition.expressions import Expression
+from orch.definition.spec import LoopStep, StepBase
+from orch.definition.state import ANY, TypeSpec, type_name
 from orch.errors import StepFailed
-from orch.definition.state import type_name
-from orch.steps.base import NO_OUTPUT, StepContext, StepResult
+from orch.steps.base import NO_OUTPUT, Body, FieldReport, Link, StepContext, StepKind, StepResult
 
 
 async def run_loop(ctx: StepContext) -> StepResult:
@@ -76,3 +78,39 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException | No
         elif not isinstance(exc, asyncio.CancelledError):
             return exc
     return None
+
+
+def body(spec: StepBase) -> Body:
+    return Body(tuple(spec.loop_step_ids), frozenset({spec.item_key}))
+
+
+def links(spec: StepBase, known: Container[str]) -> Iterator[Link]:
+    for sid in spec.loop_step_ids:
+        yield Link(spec.id, sid, "body", "loop_step_ids")
+
+
+def reads(spec: StepBase, expression: Expression | None) -> set[str]:
+    return set(spec.input_keys) | ({spec.loop_over} if spec.loop_over else set())
+
+
+def check_fields(spec: StepBase, report: FieldReport) -> None:
+    report.need("loop_step_ids", bool(spec.loop_step_ids), "list the steps the loop runs")
+    if spec.loop_over is None and spec.loop_count < 1:
+        report.add("invalid-value", f"loop_count must be at least 1, got {spec.loop_count}", "set it to 1 or more")
+    if spec.max_concurrency < 1:
+        report.add("invalid-value", f"max_concurrency must be at least 1, got {spec.max_concurrency}",
+                   "set it to 1 or more")
+    for b in spec.loop_step_ids:
+        found = report.step(b)
+        if found is not None and not found[1].in_loop:
+            report.add("unsupported-in-loop", f"a {found[0].type} step ('{b}') cannot be part of a loop body",
+                       "move it before or after the loop")
+        if b == spec.id:
+            report.add("unsupported-in-loop", "a loop cannot contain itself")
+
+
+KIND = StepKind(
+    name="loop", spec=LoopStep, executor=run_loop, check_fields=check_fields, reads=reads,
+    output_type=lambda spec: TypeSpec("dict", ANY), links=links, body=body,
+    list_input=lambda spec: spec.loop_over, in_loop=False, shape="group",
+)

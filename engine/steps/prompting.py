@@ -18,7 +18,7 @@ import msgspec
 from orch.providers.base import Completion, CompletionRequest, Message, Provider
 from orch.definition.spec import Agent
 from orch.steps.base import StepContext
-from orch.steps.data import find_json
+from orch.steps.json_text import find_json
 from orch.definition.templates import render, template_keys
 
 CONTINUE = "Continue the workflow."

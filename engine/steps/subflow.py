@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from typing import Mapping
 
-from orch.errors import EngineError, StepFailed
-from orch.steps.base import GateRequest, StepContext, StepResult
+from orch.definition.spec import Agent, AgentStep, StepBase
 from orch.definition.templates import render
+from orch.errors import EngineError, StepFailed
+from orch.steps.base import GateRequest, StepContext, StepKind, StepResult, prompt_reads
 
 MAX_DEPTH = 3
+ORCHESTRATOR = "orchestrator"  # the agent type that runs an orchestration
 
 
 async def run_subflow(ctx: StepContext) -> StepResult:
@@ -57,3 +60,15 @@ async def run_subflow(ctx: StepContext) -> StepResult:
         raise StepFailed(f"step {spec.id}: sub-orchestration '{child_orch}' ({child_id}) {result.status}: "
                          f"{result.response}", step_id=spec.id)
     return StepResult(output=result.response, turns=turns)
+
+
+def runs_orchestration(spec: StepBase, agents: Mapping[str, Agent]) -> bool:
+    agent = agents.get(spec.agent_id or "")
+    return agent is not None and agent.type == ORCHESTRATOR
+
+
+# Not a type of graph files: the compiler gives it to agent steps whose agent is an orchestrator.
+KIND = StepKind(
+    name="subflow", spec=AgentStep, executor=run_subflow,
+    reads=lambda spec, expression: prompt_reads(spec, spec.prompt_template), uses_agent=True,
+)

@@ -13,13 +13,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from orch.definition.expressions import Expression
+from orch.definition.spec import StepBase, ToolStep
+from orch.definition.templates import render, template_keys
 from orch.errors import StepFailed, ToolError
 from orch.events import AgentTurn, ToolExecution, ToolResult, preview
 from orch.providers.base import Message, ToolCall
 from orch.steps.agent import tool_context
-from orch.steps.base import StepContext, StepResult
+from orch.steps.base import FieldReport, StepContext, StepKind, StepResult, prompt_reads
 from orch.steps.prompting import as_text, build_messages, call_model, request_for, resolve_model, tool_calls_payload
-from orch.definition.templates import render
 
 _WHOLE_PLACEHOLDER = re.compile(r"\{state((?:\.\w+)+)\}")
 _MISSING = object()
@@ -119,3 +121,21 @@ async def call_tool(ctx: StepContext, name: str, args: dict[str, Any]) -> Any:
                         step_id=step_id) from exc
     ctx.emit(ToolResult(step_id=step_id, tool_name=name, preview=preview(as_text(result))))
     return result
+
+
+def reads(spec: StepBase, expression: Expression | None) -> set[str]:
+    keys = prompt_reads(spec, spec.prompt_template)
+    for value in (spec.tool_args or {}).values():
+        if isinstance(value, str):
+            keys |= template_keys(value)
+    return keys
+
+
+def check_fields(spec: StepBase, report: FieldReport) -> None:
+    report.need("forced_tool", bool(spec.forced_tool), "name the tool this step calls")
+    if spec.forced_tool and report.tools is not None and spec.forced_tool not in report.tools:
+        report.add("unregistered-tool", f"tool '{spec.forced_tool}' is not registered",
+                   "register it before running this graph", severity="warning")
+
+
+KIND = StepKind(name="tool", spec=ToolStep, executor=run_tool, check_fields=check_fields, reads=reads, uses_agent=True)

@@ -16,6 +16,7 @@ from orch.definition.spec import Orchestration
 from orch.server.context import Ctx, ServerContext
 from orch.server.errors import error_responses
 from orch.server.schemas import OrchestrationSummary, ValidationReport
+from orch.steps import spec_types
 
 POSTED = "<request>"
 
@@ -60,7 +61,7 @@ async def validate_definition(ctx: Ctx, data: JSONBody[dict[str, Any]]) -> Valid
 
 def check_definition(ctx: ServerContext, raw: dict[str, Any]) -> list[Problem]:
     problems = transforms_refused(raw) if not ctx.settings.allow_http_transforms else []
-    orch, found = decode_orchestration(raw, POSTED)
+    orch, found = decode_orchestration(raw, POSTED, step_types=spec_types(ctx.engine.kinds))
     problems.extend(found)
     if orch is None:
         return problems
@@ -68,7 +69,8 @@ def check_definition(ctx: ServerContext, raw: dict[str, Any]) -> list[Problem]:
     agents = {aid: loaded.spec for aid, loaded in (catalog.agents.items() if catalog else ())}
     agents.update({a.id: a for a in orch.agents})
     result = compile_definition(orch, agents, tools=set(ctx.engine.services.tools.names()),
-                                orchestrations=set(ctx.engine.graphs), extra_broken=broken_steps(found))
+                                orchestrations=set(ctx.engine.graphs), extra_broken=broken_steps(found),
+                                kinds=ctx.engine.kinds)
     problems.extend(result.problems)
     return problems
 

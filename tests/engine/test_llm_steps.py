@@ -34,7 +34,8 @@ from orch.definition.spec import (
 )
 from orch.steps.agent import run_agent
 from orch.steps.base import StepResult
-from orch.steps.llm import run_evaluator, run_llm
+from orch.steps.evaluator import run_evaluator
+from orch.steps.llm import run_llm
 from orch.steps.tool import run_tool
 from orch.tools import ToolRegistry
 from tests.fakes import FakeLLMServer, RecordedRequest, Reply, running_fake_llm

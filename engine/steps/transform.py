@@ -1,0 +1,32 @@
+"""The transform step: author Python run in a sandboxed subprocess over a copy of the state;
+what it assigns to `result` is the step's value."""
+
+from __future__ import annotations
+
+from orch.definition.spec import StepBase, TransformStep
+from orch.sandbox import TransformError, check_transform_syntax, run_transform
+from orch.steps.base import FieldReport, StepContext, StepKind, StepResult
+
+
+async def run_transform_step(ctx: StepContext) -> StepResult:
+    s = ctx.step.spec
+    try:
+        result = await run_transform(s.transform_code or "", dict(ctx.state), limits=ctx.services.transform_limits)
+    except TransformError as exc:
+        exc.step_id = s.id
+        exc.message = f"step {s.id}: {exc.message}"
+        exc.args = (exc.message,)
+        raise
+    return StepResult(output=result)
+
+
+def check_fields(spec: StepBase, report: FieldReport) -> None:
+    report.need("transform_code", bool(spec.transform_code), "assign the step's value to `result`")
+    if spec.transform_code:
+        err = check_transform_syntax(spec.transform_code)
+        if err:
+            report.add("bad-transform", f"transform_code: {err}",
+                       "fix the Python syntax; the code assigns the step's value to `result`")
+
+
+KIND = StepKind(name="transform", spec=TransformStep, executor=run_transform_step, check_fields=check_fields)
