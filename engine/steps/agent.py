@@ -16,7 +16,6 @@ from orch.definition.spec import Agent, AgentStep, StepBase
 from orch.errors import ToolError
 from orch.events import AgentTurn, ToolExecution, ToolResult, preview
 from orch.providers.base import Message, ToolCall, ToolSpec
-from orch.steps import subflow
 from orch.steps.base import StepContext, StepKind, StepResult, prompt_reads
 from orch.steps.prompting import (
     as_text,
@@ -28,6 +27,8 @@ from orch.steps.prompting import (
     step_agent,
     tool_calls_payload,
 )
+from orch.steps.subflow import KIND as SUBFLOW
+from orch.steps.subflow import runs_orchestration
 from orch.tools import ToolContext
 
 
@@ -112,7 +113,7 @@ async def _run_one(ctx: StepContext, call: ToolCall, allowed: set[str], tool_ctx
 
 def runs_as(spec: StepBase, agents: Mapping[str, Agent]) -> str | None:
     """A step whose agent runs another orchestration is a sub-orchestration."""
-    return subflow.KIND.name if subflow.runs_orchestration(spec, agents) else None
+    return SUBFLOW.name if runs_orchestration(spec, agents) else None
 
 
 KIND = StepKind(

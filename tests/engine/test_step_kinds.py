@@ -293,3 +293,57 @@ def test_a_new_step_kind_draws_as_its_shape() -> None:
     graph = compile_catalog(catalog, kinds=KINDS)["measured"].graph
     assert graph is not None
     assert mermaid(graph).splitlines()[1:2] == ['    s_measure{"measure<br/><small>by_length</small>"}']
+
+
+# -- an end step ends its branch, wherever it stands -------------------------------------------
+
+
+async def named(ctx: Any) -> StepResult:
+    return StepResult(output=ctx.step.spec.id)
+
+
+END_IN_A_BRANCH = """
+id: held
+name: Held
+steps:
+  - {id: fan, type: parallel, parallel_branches: [[draft, hold, publish], [notify]], next_step_id: report}
+  - {id: draft, type: agent, output_key: draft}
+  - {id: hold, type: end}
+  - {id: publish, type: agent, output_key: published}
+  - {id: notify, type: agent, output_key: notified}
+  - {id: report, type: print, print_content: "reported", output_key: report}
+"""
+
+END_WITH_TWO_NEXT = """
+id: stopped
+name: Stopped
+steps:
+  - {id: first, type: agent, output_key: first, next_step_id: stop}
+  - {id: stop, type: end, next_step_id: [left, right]}
+  - {id: left, type: agent, output_key: left}
+  - {id: right, type: agent, output_key: right}
+"""
+
+
+@pytest.mark.parametrize(("graph", "orch_id", "ran"), [
+    (END_IN_A_BRANCH, "held", ["fan", "draft", "notify", "hold", "report"]),
+    (END_WITH_TWO_NEXT, "stopped", ["first", "stop"]),
+])
+async def test_an_end_step_ends_its_branch(make_engine: Any, sqlite_url: str, graph: str, orch_id: str,
+                                           ran: list[str]) -> None:
+    engine = await make_engine(sqlite_url, graph, executors={"agent": named})
+    result = await engine.run(orch_id, "go")
+    assert (result.status, sorted(h.step_id for h in result.step_history)) == ("completed", sorted(ran))
+
+
+def test_only_the_templates_a_step_type_renders_count_as_reads() -> None:
+    stray = """
+id: stray
+name: Stray
+steps:
+  - {id: ask, type: llm, prompt_template: "About {state.topic}", print_content: "{state.leftover}",
+     human_prompt: "{state.other}", output_key: answer}
+"""
+    assert problems(stray) == [
+        ("no-writer", "ask", "reads 'topic', which no step writes and state_schema does not declare"),
+    ]
