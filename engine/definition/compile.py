@@ -17,8 +17,9 @@ import msgspec
 import networkx as nx
 
 from orch.definition.compiled import CompiledGraph, CompiledStep, CompileResult, Edge, FanOut
+from orch.definition.decode import broken_steps
 from orch.definition.expressions import Expression, ExpressionError, compile_expression
-from orch.definition.loader import Catalog, LoadedOrchestration, broken_steps, definition_version
+from orch.definition.loader import Catalog, LoadedOrchestration, definition_version
 from orch.definition.spec import Agent, Orchestration, StateField, StepBase
 from orch.definition.state import StateSchema, TypeParseError, convert, parse_type
 from orch.definition.topology import classify_back_edges, cycles_of, fan_out, forward_graph, merge_masks
