@@ -85,9 +85,9 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 async def open_engine(url: str, *graphs: str, sandbox: Path, executors: dict[str, Any] | None = None,
-                      kinds: dict[str, Any] | None = None, **settings: Any) -> Any:
-    """An open engine over `url` with graphs given inline (YAML or JSON text), executor
-    overrides and, optionally, a table of step kinds. The caller closes it."""
+                      kinds: dict[str, Any] | None = None, store: Any = None, **settings: Any) -> Any:
+    """An open engine over `url` (or over `store`) with graphs given inline (YAML or JSON
+    text), executor overrides and, optionally, a table of step kinds. The caller closes it."""
     from orch.definition.compile import compile_catalog
     from orch.definition.loader import Catalog, load_text
     from orch.run.engine import Engine
@@ -97,7 +97,7 @@ async def open_engine(url: str, *graphs: str, sandbox: Path, executors: dict[str
 
     cfg = Settings(database_url=url if url != "memory" else "sqlite://", sandbox_root=str(sandbox), **settings)
     services = build_services(cfg)
-    engine = Engine(make_store(url), services, executors=executors, kinds=kinds)
+    engine = Engine(store if store is not None else make_store(url), services, executors=executors, kinds=kinds)
     await engine.open()
     catalog = Catalog(step_types=spec_types(engine.kinds))
     for i, text in enumerate(graphs):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Coroutine, Mapping
 
 import msgspec
 
@@ -160,17 +160,26 @@ class RunDriver:
             if self.status != "running":  # it completed, paused or failed first: that stands
                 await self._abandon()
                 return self.status
-            await self.cancel()
+            await self._unless_fenced(self.cancel())
             return self.status
         except Exception as exc:  # noqa: BLE001 - an engine bug must fail the run, not strand it
             await self._abandon()
             self.failure = RunError(f"internal error: {type(exc).__name__}: {exc}")
-            await self._fail(self.failure)
+            await self._unless_fenced(self._fail(self.failure))
         finally:
             self.active_seconds += time.monotonic() - began
             if self._event_flush is not None:
                 await asyncio.gather(self._event_flush, return_exceptions=True)
         return self.status
+
+    async def _unless_fenced(self, ending: Coroutine[Any, Any, None]) -> None:
+        """End the run with `ending`, unless the run was ended or taken over elsewhere meanwhile:
+        then this driver has lost it, and nothing it wrote since counts."""
+        try:
+            await ending
+        except RunFenced:
+            await self._abandon()
+            self.status = "lost"
 
     async def _start(self, token: Token) -> None:
         step = self.graph.steps[token.step_id]
@@ -481,10 +490,10 @@ class RunDriver:
         self._contexts.clear()
 
     async def cancel(self) -> None:
-        self.status = "cancelled"
-        self.failure_text = "Run cancelled"
         await self._cancel_tasks("cancelled: the run was cancelled")
         self.emit(OrchestrationError(error="Run cancelled"))
         self.emit(Done(status="cancelled"))
         await self._checkpoint([], status=RunStatus.CANCELLED, state=_json.encode(self.state), error="Run cancelled",
                                response="Run cancelled", finished_at=time.time(), active_seconds=self.active_seconds)
+        self.status = "cancelled"  # only once it is stored: a fenced driver did not cancel the run
+        self.failure_text = "Run cancelled"

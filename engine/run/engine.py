@@ -186,25 +186,28 @@ class Engine:
     def _launch(self, driver: RunDriver) -> None:
         self._results.drop(driver.run_id)
         self._drivers[driver.run_id] = driver
-        self._tasks[driver.run_id] = asyncio.create_task(self._drive(driver), name=f"run {driver.run_id}")
+        task = asyncio.create_task(self._drive(driver), name=f"run {driver.run_id}")
+        self._tasks[driver.run_id] = task
+        # Cleared by a callback rather than in _drive: a task cancelled before it first ran never
+        # enters its coroutine.
+        task.add_done_callback(lambda done: self._forget(driver.run_id, done))
+
+    def _forget(self, run_id: str, task: asyncio.Task[str]) -> None:
+        if self._tasks.get(run_id) is task:
+            del self._tasks[run_id]
+            self._drivers.pop(run_id, None)
+            self.hub.close(run_id)
 
     async def _drive(self, driver: RunDriver) -> str:
-        me = asyncio.current_task()
-        try:
-            status = await driver.drive()
-            # A resume may have launched a new driver for this run while this one finished its
-            # last writes: then the run is that driver's, and this one's outcome is stale.
-            current = self._tasks.get(driver.run_id) is me
-            if status == RunStatus.PAUSED and current:
+        status = await driver.drive()
+        # A resume may have launched a new driver for this run while this one finished its last
+        # writes: then the run is that driver's, and this one's outcome is stale.
+        if self._tasks.get(driver.run_id) is asyncio.current_task():
+            if status == RunStatus.PAUSED:
                 self.timers.arm(driver.run_id, min(g.deadline for g in driver.gates.values()))
-            if status in RunStatus.__members__.values() and current:
+            if status in RunStatus.__members__.values():
                 self._results.put(driver.run_id, driver.result())
-            return status
-        finally:
-            if self._tasks.get(driver.run_id) is me:
-                self._drivers.pop(driver.run_id, None)
-                self._tasks.pop(driver.run_id, None)
-                self.hub.close(driver.run_id)
+        return status
 
     async def wait(self, run_id: str) -> RunResult:
         """The run's result once it stops running (completed, paused, failed, cancelled). A run
@@ -286,7 +289,7 @@ class Engine:
             raise NotPaused(f"run '{run_id}' has no pending gate{f' at step {step_id}' if step_id else ''}")
         if gate.deadline <= time.time():
             await self.fail_paused(run_id, GateTimeout(f"human gate {gate.step_id} was not answered in time"))
-            raise NotPaused(f"run '{run_id}' failed: its gate {gate.step_id} timed out")
+            raise NotPaused(f"run '{run_id}' is failed: its gate {gate.step_id} timed out")
         if gate.child_run_id:
             return await self._resume_child(run, gate, response)
         graph = await self.graph_for_version(run.version)
@@ -356,8 +359,9 @@ class Engine:
             await asyncio.wait({task})
             if driver.status == RunStatus.CANCELLED:
                 return await self.result(run_id)
-            if driver.status != RunStatus.PAUSED:  # it completed or failed first, or lost the run
+            if driver.status not in (RunStatus.PAUSED, RunStatus.RUNNING):  # it ended first, or lost the run
                 raise self._not_cancellable(run_id, await self._status(run_id))
+            # Paused just before, or stopped before it ever ran: end it as a run nobody drives.
         run = await self.get_run(run_id)
         if not await self._end_elsewhere(run.id, RunStatus.CANCELLED, "Run cancelled"):
             raise self._not_cancellable(run_id, await self._status(run_id))
