@@ -35,16 +35,16 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from report import machine, table, where
+from runtime_report import IN_FLIGHT_TARGET
 from sqlite_size import journal_mode, pragma
 from workloads import (
-    LANGGRAPH, CountState, StepResult, chain_yaml, lg_config, lg_sqlite, loop_yaml, open_ours as open_engine,
+    LANGGRAPH, SYNCHRONOUS, CountState, StepResult, chain_yaml, lg_config, lg_sqlite, loop_yaml, open_ours as open_engine,
     ours_check, peer_available, peer_version, skipped,
 )
 
 import orch
 
 SHORT, HOLD = 5, 2  # in-flight runs: a 5-step chain, held inside its 3rd step (s2)
-SYNCHRONOUS = "NORMAL"
 SITE_FRAMES = 1  # tracemalloc frames per allocation (1: the line that allocated)
 
 
@@ -58,7 +58,6 @@ class Sizes:
 
 FULL = Sizes(warm=20, inflight=1000, short_long=200, long=2000)
 QUICK = Sizes(warm=2, inflight=20, short_long=10, long=50)
-IN_FLIGHT_TARGET = 4000  # B per held run (issue 9: "memory in flight, per held run ≤ 4 KB")
 
 
 class Gate:
@@ -235,7 +234,7 @@ async def lg_inflight(path: str, sizes: Sizes, sites: int) -> dict[str, Any]:
 
     async with AsyncSqliteSaver.from_conn_string(path) as saver:
         await saver.setup()
-        await saver.conn.execute("PRAGMA synchronous=NORMAL")
+        await saver.conn.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
         async with saver.conn.execute("PRAGMA journal_mode") as cur:
             journal = (await cur.fetchone())[0]
         async with saver.conn.execute("PRAGMA synchronous") as cur:
@@ -280,7 +279,7 @@ def lg_loop(checkpointer: Any, node: Any, limit: list[int]) -> Any:
 
 def lg_long(path: str, sizes: Sizes, sites: int, kinds: tuple[str, ...] = LONG_CASES) -> dict[Any, Any]:
     """The long runs on SqliteSaver with invoke, as bench_runtime's durable case (b)."""
-    saver, conn = lg_sqlite(path, "NORMAL")
+    saver, conn = lg_sqlite(path)
     probe = Probe()
 
     def plain(state: CountState) -> dict[str, int]:

@@ -2,7 +2,7 @@
 human gate? Public API only.
 
     PYTHONPATH=. python benchmarks/profile_runtime.py [--quick] [--case chain|gate|both]
-        [--runs N] [--top N] [--sort tottime|cumulative] [--concurrent]
+        [--runs N] [--top N] [--sort tottime|cumulative] [--concurrent] [--dump DIR]
 
 Part 1, wall clock, no profiler: the median of each phase a caller sees (`Engine.run`;
 `Engine.start`, `wait`, `resume`, `wait` for the gate), the marginal cost of one step (a
@@ -332,6 +332,16 @@ def print_profile(title: str, prof: cProfile.Profile, phase: Phase, sort: str, t
     print()
 
 
+def dump(phase: Phase, folder: str, name: str) -> None:
+    """Each thread's profile as a pstats file, for `python -m pstats` or a viewer."""
+    os.makedirs(folder, exist_ok=True)
+    for thread, prof in [("loop", phase.loop), *phase.threads.items()]:
+        try:
+            pstats.Stats(prof).dump_stats(os.path.join(folder, f"{name}.{thread.split(' ')[0]}.prof"))
+        except TypeError:  # no call recorded in that thread
+            continue
+
+
 def print_phase(phase: Phase, sort: str, top: int) -> None:
     per = phase.wall / phase.units
     print(f"== {phase.title}: {per * 1e6:,.0f} µs per {phase.unit} under the profiler, "
@@ -348,6 +358,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, help="measured runs (or resumes) per phase (default 500, quick 20)")
     parser.add_argument("--top", type=int, default=25, help="functions shown per thread (default 25)")
     parser.add_argument("--sort", default="tottime", choices=["tottime", "cumulative"])
+    parser.add_argument("--dump", metavar="DIR", help="also write each phase's per-thread profiles to DIR as pstats files")
     parser.add_argument("--concurrent", action="store_true",
                         help="profile the chain's runs started at once (asyncio.gather) instead of one after another")
     args = parser.parse_args()
@@ -398,6 +409,8 @@ def main() -> None:
             if args.concurrent:
                 phase.unprofiled = phase.wall / phase.units  # no unprofiled figure for this one
             print_phase(phase, args.sort, args.top)
+            if args.dump:
+                dump(phase, args.dump, "chain")
         if "gate" in cases:
             db = os.path.join(tmp, "prof-gate.db")
             first, paused = asyncio.run(profile_gate_start(db, runs + warm, warm,
@@ -405,6 +418,9 @@ def main() -> None:
             print_phase(first, args.sort, args.top)
             second = asyncio.run(profile_gate_resume(db, paused, warm, gate["resume"] + gate["wait → completed"]))
             print_phase(second, args.sort, args.top)
+            if args.dump:
+                dump(first, args.dump, "gate-start")
+                dump(second, args.dump, "gate-resume")
     print(f"total {time.perf_counter() - started:.1f} s")
 
 

@@ -23,10 +23,9 @@ from typing import Any, Iterable
 
 from report import machine, table
 from workloads import (
-    LANGGRAPH, chain_yaml, lg_chain, lg_config, lg_sqlite, open_ours, ours_check, peer_available, peer_version, skipped,
+    CHAIN, LANGGRAPH, chain_yaml, lg_chain, lg_config, lg_sqlite, open_ours, ours_check, peer_available, peer_version, skipped,
 )
 
-CHAIN = 5
 OUR_TABLES = ("runs", "step_records", "events")
 LG_TABLES = ("checkpoints", "writes")
 
@@ -55,9 +54,9 @@ def row_payload(path: str, tables: Iterable[str]) -> dict[str, tuple[int, int]]:
     conn = sqlite3.connect(path)
     out: dict[str, tuple[int, int]] = {}
     try:
-        for table in tables:
+        for name in tables:
             rows, size = 0, 0
-            for row in conn.execute(f"SELECT * FROM {table}"):  # noqa: S608 - table names are ours
+            for row in conn.execute(f"SELECT * FROM {name}"):  # noqa: S608 - table names are ours
                 rows += 1
                 for v in row:
                     if isinstance(v, (bytes, memoryview)):
@@ -66,7 +65,7 @@ def row_payload(path: str, tables: Iterable[str]) -> dict[str, tuple[int, int]]:
                         size += len(v.encode())
                     elif v is not None:
                         size += 8
-            out[table] = (rows, size)
+            out[name] = (rows, size)
     finally:
         conn.close()
     return out

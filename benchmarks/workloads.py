@@ -62,6 +62,9 @@ steps:
 """
 
 GATE_ANSWER = "yes"
+CHAIN, LONG_CHAIN, WIDTH = 5, 200, 64  # the chains' lengths and the fan-out's width
+DURABLE_CASES = ("chain5", "chain200", "fan64", "gate")  # bench_runtime's cases in alternating rounds
+SYNCHRONOUS = "NORMAL"  # SQLite's synchronous level of the durable cases, on every side
 
 
 async def noop(ctx: Any) -> StepResult:
@@ -104,7 +107,7 @@ def loop_yaml(graph_id: str, times: int) -> str:
     return chain_yaml(graph_id, 1) + f"    max_iterations: {times}\n    next_step_id: s0\n"
 
 
-async def open_ours(db_path: str, graphs: dict[str, str], *, synchronous: str = "NORMAL",
+async def open_ours(db_path: str, graphs: dict[str, str], *, synchronous: str = SYNCHRONOUS,
                     executor: Callable[[Any], Awaitable[StepResult]] = noop,
                     lease_seconds: float | None = None) -> orch.Engine:
     """`orch.open_engine` on a SQLite file, serving `graphs` (id → YAML text) from a folder of
@@ -217,7 +220,7 @@ def lg_gate(checkpointer: Any) -> Any:
     return g.compile(checkpointer=checkpointer)
 
 
-def lg_sqlite(path: str, synchronous: str | None = "NORMAL") -> tuple[Any, Any]:
+def lg_sqlite(path: str, synchronous: str | None = SYNCHRONOUS) -> tuple[Any, Any]:
     """LangGraph's `SqliteSaver` on its own connection (WAL, as `setup()` sets it), with
     `PRAGMA synchronous` set unless None (then SQLite's default, FULL, as shipped)."""
     import sqlite3

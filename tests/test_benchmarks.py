@@ -10,7 +10,6 @@ source and refuses imports from inside the package and private attributes.
 from __future__ import annotations
 
 import ast
-import os
 import re
 import subprocess
 import sys
