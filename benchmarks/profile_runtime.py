@@ -2,7 +2,7 @@
 human gate? Public API only.
 
     PYTHONPATH=. python benchmarks/profile_runtime.py [--quick] [--case chain|gate|both]
-        [--runs N] [--top N] [--sort tottime|cumulative] [--concurrent] [--dump DIR]
+        [--runs N] [--top N] [--sort tottime|cumulative] [--timer cpu|wall] [--concurrent] [--dump DIR]
 
 Part 1, wall clock, no profiler: the median of each phase a caller sees (`Engine.run`;
 `Engine.start`, `wait`, `resume`, `wait` for the gate), the marginal cost of one step (a
@@ -48,56 +48,71 @@ GRAPHS = {"chain5": chain_yaml("chain5", CHAIN), f"chain{LONG}": chain_yaml(f"ch
           "gate": gate_yaml("gate")}
 
 
-# -- part 1: wall clock ---------------------------------------------------------------------
+# -- part 1: wall clock and CPU time, no profiler ---------------------------------------------
 
-async def chain_phases(engine: orch.Engine, runs: int, warm: int) -> dict[str, float]:
-    """Medians, seconds: Engine.run of the 5- and the 25-step chain, Engine.start alone, and
-    the marginal cost of a step."""
-    out: dict[str, list[float]] = {"run": [], "start": [], "wait": [], "long": []}
+Clock = tuple[float, float]  # wall seconds (perf_counter), CPU seconds of the whole process
+
+
+def now() -> Clock:
+    return time.perf_counter(), time.process_time()
+
+
+def since(a: Clock, b: Clock) -> Clock:
+    return b[0] - a[0], b[1] - a[1]
+
+
+def medians(samples: dict[str, list[Clock]]) -> dict[str, Clock]:
+    return {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in samples.items()}
+
+
+async def chain_phases(engine: orch.Engine, runs: int, warm: int) -> dict[str, Clock]:
+    """Medians: Engine.run of the 5- and the 25-step chain, Engine.start and Engine.wait of the
+    5-step one, and the marginal cost of a step."""
+    samples: dict[str, list[Clock]] = {"run": [], "start": [], "wait": [], "long": []}
     for i in range(warm + runs):
-        t0 = time.perf_counter()
+        t0 = now()
         run_id = await engine.start("chain5")
-        t1 = time.perf_counter()
+        t1 = now()
         result = await engine.wait(run_id)
-        t2 = time.perf_counter()
+        t2 = now()
         ours_check(CHAIN)(result)
         long = await engine.run(f"chain{LONG}")
-        t3 = time.perf_counter()
+        t3 = now()
         ours_check(LONG)(long)
         if i >= warm:
-            out["run"].append(t2 - t0)
-            out["start"].append(t1 - t0)
-            out["wait"].append(t2 - t1)
-            out["long"].append(t3 - t2)
-    medians = {k: statistics.median(v) for k, v in out.items()}
-    medians["step"] = (medians["long"] - medians["run"]) / (LONG - CHAIN)
-    return medians
+            samples["run"].append(since(t0, t2))
+            samples["start"].append(since(t0, t1))
+            samples["wait"].append(since(t1, t2))
+            samples["long"].append(since(t2, t3))
+    out = medians(samples)
+    out["step"] = ((out["long"][0] - out["run"][0]) / (LONG - CHAIN), (out["long"][1] - out["run"][1]) / (LONG - CHAIN))
+    return out
 
 
-async def gate_once(engine: orch.Engine) -> dict[str, float]:
-    t0 = time.perf_counter()
+async def gate_once(engine: orch.Engine) -> dict[str, Clock]:
+    t0 = now()
     run_id = await engine.start("gate")
-    t1 = time.perf_counter()
+    t1 = now()
     paused = await engine.wait(run_id)
-    t2 = time.perf_counter()
+    t2 = now()
     await engine.resume(run_id, GATE_ANSWER)
-    t3 = time.perf_counter()
+    t3 = now()
     done = await engine.wait(run_id)
-    t4 = time.perf_counter()
+    t4 = now()
     assert paused.status == "paused", paused
     ours_check(2, answer=GATE_ANSWER)(done)
-    return {"start": t1 - t0, "wait → paused": t2 - t1, "resume": t3 - t2, "wait → completed": t4 - t3,
-            "round trip": t4 - t0}
+    return {"start": since(t0, t1), "wait → paused": since(t1, t2), "resume": since(t2, t3),
+            "wait → completed": since(t3, t4), "round trip": since(t0, t4)}
 
 
-async def gate_phases(engine: orch.Engine, runs: int, warm: int) -> dict[str, float]:
-    samples: dict[str, list[float]] = {}
+async def gate_phases(engine: orch.Engine, runs: int, warm: int) -> dict[str, Clock]:
+    samples: dict[str, list[Clock]] = {}
     for i in range(warm + runs):
         phases = await gate_once(engine)
         if i >= warm:
             for k, v in phases.items():
                 samples.setdefault(k, []).append(v)
-    return {k: statistics.median(v) for k, v in samples.items()}
+    return medians(samples)
 
 
 def sqlite_commit_floor(path: str, n: int) -> float:
@@ -133,11 +148,19 @@ async def loop_floors(n: int) -> dict[str, float]:
 
 # -- part 2: cProfile per thread -------------------------------------------------------------
 
+def profiler(cpu: bool) -> cProfile.Profile:
+    """cProfile timing each call by the wall clock, or by the CPU time of the calling thread
+    (what a machine shared with other work does not inflate: a thread waiting for a core or
+    for another thread costs no CPU time)."""
+    return cProfile.Profile(time.thread_time) if cpu else cProfile.Profile()
+
+
 @dataclass
 class ThreadProfiles:
     """cProfile for the threads started after `install()`: each thread's profiler starts at
     its first call once `recording` is set, and runs until the thread ends."""
 
+    cpu: bool
     recording: bool = False
     profiles: dict[str, cProfile.Profile] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -152,7 +175,7 @@ class ThreadProfiles:
         if not self.recording:
             return
         sys.setprofile(None)
-        prof = cProfile.Profile()
+        prof = profiler(self.cpu)
         thread = threading.current_thread()
         with self.lock:
             self.profiles[f"{thread.name} ({thread.ident})"] = prof
@@ -165,16 +188,17 @@ class Phase:
     unit: str  # what the figures are per: "run", "resume"
     units: int
     steps_per_unit: int  # for a per-step column (0: none)
-    wall: float  # seconds of the profiled calls
-    unprofiled: float  # seconds per unit without the profiler (part 1)
+    spent: Clock  # wall and CPU seconds of the profiled calls
+    unprofiled: Clock  # wall and CPU seconds per unit without the profiler (part 1)
+    cpu: bool  # the profiles time calls by CPU time, else by the wall clock
     loop: cProfile.Profile
     threads: dict[str, cProfile.Profile]
 
 
-async def profile_chain(tmp: str, runs: int, warm: int, concurrent: bool, unprofiled: float) -> Phase:
-    threads = ThreadProfiles()
+async def profile_chain(tmp: str, runs: int, warm: int, concurrent: bool, unprofiled: Clock, cpu: bool) -> Phase:
+    threads = ThreadProfiles(cpu)
     threads.install()
-    loop_prof = cProfile.Profile()
+    loop_prof = profiler(cpu)
     try:
         engine = await open_ours(os.path.join(tmp, "prof-chain.db"), {"chain5": GRAPHS["chain5"]})
         check = ours_check(CHAIN)
@@ -183,29 +207,30 @@ async def profile_chain(tmp: str, runs: int, warm: int, concurrent: bool, unprof
                 check(await engine.run("chain5"))
             threads.recording = True
             loop_prof.enable()
-            t = time.perf_counter()
+            t = now()
             if concurrent:
                 for result in await asyncio.gather(*(engine.run("chain5") for _ in range(runs))):
                     check(result)
             else:
                 for _ in range(runs):
                     check(await engine.run("chain5"))
-            wall = time.perf_counter() - t
+            spent = since(t, now())
             loop_prof.disable()
         finally:
             await engine.close()
     finally:
         threads.uninstall()
     how = f"{runs} runs started at once" if concurrent else f"{runs} runs one after another"
-    return Phase(f"5-step chain, durable: Engine.run, {how}", "run", runs, CHAIN, wall, unprofiled, loop_prof,
+    return Phase(f"5-step chain, durable: Engine.run, {how}", "run", runs, CHAIN, spent, unprofiled, cpu, loop_prof,
                  threads.profiles)
 
 
-async def profile_gate_start(db: str, runs: int, warm: int, unprofiled: float) -> tuple[Phase, list[str]]:
+async def profile_gate_start(db: str, runs: int, warm: int, unprofiled: Clock,
+                             cpu: bool) -> tuple[Phase, list[str]]:
     """start + wait until paused, `runs` times; returns the paused runs' ids too."""
-    threads = ThreadProfiles()
+    threads = ThreadProfiles(cpu)
     threads.install()
-    loop_prof = cProfile.Profile()
+    loop_prof = profiler(cpu)
     paused: list[str] = []
     try:
         engine = await open_ours(db, {"gate": GRAPHS["gate"]})
@@ -214,28 +239,28 @@ async def profile_gate_start(db: str, runs: int, warm: int, unprofiled: float) -
                 await gate_once(engine)
             threads.recording = True
             loop_prof.enable()
-            t = time.perf_counter()
+            t = now()
             for _ in range(runs):
                 run_id = await engine.start("gate")
                 result = await engine.wait(run_id)
                 paused.append(run_id)
                 assert result.status == "paused", result
-            wall = time.perf_counter() - t
+            spent = since(t, now())
             loop_prof.disable()
         finally:
             await engine.close()
     finally:
         threads.uninstall()
-    return Phase("gate, start → paused: Engine.start + Engine.wait", "run", runs, 0, wall, unprofiled, loop_prof,
-                 threads.profiles), paused
+    return Phase("gate, start → paused: Engine.start + Engine.wait", "run", runs, 0, spent, unprofiled, cpu,
+                 loop_prof, threads.profiles), paused
 
 
-async def profile_gate_resume(db: str, paused: list[str], warm: int, unprofiled: float) -> Phase:
+async def profile_gate_resume(db: str, paused: list[str], warm: int, unprofiled: Clock, cpu: bool) -> Phase:
     """resume + wait until completed, on a second engine, for the runs the first left paused
     (the first `warm` of them unprofiled)."""
-    threads = ThreadProfiles()
+    threads = ThreadProfiles(cpu)
     threads.install()
-    loop_prof = cProfile.Profile()
+    loop_prof = profiler(cpu)
     try:
         engine = await open_ours(db, {"gate": GRAPHS["gate"]})
         check = ours_check(2, answer=GATE_ANSWER)
@@ -246,18 +271,18 @@ async def profile_gate_resume(db: str, paused: list[str], warm: int, unprofiled:
             measured = paused[warm:]
             threads.recording = True
             loop_prof.enable()
-            t = time.perf_counter()
+            t = now()
             for run_id in measured:
                 await engine.resume(run_id, GATE_ANSWER)
                 check(await engine.wait(run_id))
-            wall = time.perf_counter() - t
+            spent = since(t, now())
             loop_prof.disable()
         finally:
             await engine.close()
     finally:
         threads.uninstall()
-    return Phase("gate, resume → completed: Engine.resume + Engine.wait", "resume", len(measured), 0, wall,
-                 unprofiled, loop_prof, threads.profiles)
+    return Phase("gate, resume → completed: Engine.resume + Engine.wait", "resume", len(measured), 0, spent,
+                 unprofiled, cpu, loop_prof, threads.profiles)
 
 
 # -- the report -----------------------------------------------------------------------------
@@ -308,11 +333,12 @@ def print_profile(title: str, prof: cProfile.Profile, phase: Phase, sort: str, t
         areas[area(key)] = areas.get(area(key), 0.0) + tt
     waiting = areas.pop("waiting", 0.0)
     busy = sum(areas.values())
+    clock = "CPU" if phase.cpu else "wall"
     if busy < 2e-6 * n:
-        print(f"-- {title}: idle ({busy / n * 1e6:,.1f} µs busy per {phase.unit})\n")
+        print(f"-- {title}: idle ({busy / n * 1e6:,.1f} µs {clock} busy per {phase.unit})\n")
         return
     print(f"-- {title}: {busy / n * 1e6:,.0f} µs busy and {waiting / n * 1e6:,.0f} µs waiting per {phase.unit} "
-          "under the profiler")
+          f"({clock} time, under the profiler)")
     shares = sorted(areas.items(), key=lambda kv: -kv[1])[:10]
     print("   busy, by area (own time): "
           + ", ".join(f"{a} {t / n * 1e6:,.0f} µs ({t / busy:.0%})" for a, t in shares))
@@ -343,12 +369,41 @@ def dump(phase: Phase, folder: str, name: str) -> None:
 
 
 def print_phase(phase: Phase, sort: str, top: int) -> None:
-    per = phase.wall / phase.units
-    print(f"== {phase.title}: {per * 1e6:,.0f} µs per {phase.unit} under the profiler, "
-          f"{phase.unprofiled * 1e6:,.0f} µs without (× {per / phase.unprofiled:.1f}); sorted by {sort} ==\n")
+    wall, cpu = phase.spent[0] / phase.units, phase.spent[1] / phase.units
+    (wall0, cpu0), n = phase.unprofiled, phase.units
+    print(f"== {phase.title}: {wall * 1e6:,.0f} µs wall, {cpu * 1e6:,.0f} µs CPU per {phase.unit} under the profiler; "
+          f"without: {wall0 * 1e6:,.0f} µs wall (× {wall / wall0:.1f}), {cpu0 * 1e6:,.0f} µs CPU (× {cpu / cpu0:.1f}); "
+          f"{n} {phase.unit}s; calls timed by {'CPU' if phase.cpu else 'wall'} time, sorted by {sort} ==\n")
     print_profile("event-loop thread", phase.loop, phase, sort, top)
     for name, prof in sorted(phase.threads.items()):
         print_profile(f"thread {name}", prof, phase, sort, top)
+
+
+def plus(a: Clock, b: Clock) -> Clock:
+    return a[0] + b[0], a[1] + b[1]
+
+
+def part_one(chain: dict[str, Clock], gate: dict[str, Clock], floors: dict[str, float], commit: float) -> str:
+    def row(what: str, unit: str, c: Clock) -> list[str]:
+        return [what, unit, f"{c[0] * 1e6:,.1f}" if c[0] < 1e-3 else f"{c[0] * 1e6:,.0f}",
+                f"{c[1] * 1e6:,.1f}" if c[1] < 1e-3 else f"{c[1] * 1e6:,.0f}"]
+
+    rows = []
+    if chain:
+        rows += [row(f"Engine.run, {CHAIN}-step chain, durable", "µs/run", chain["run"]),
+                 row("  of which Engine.start", "µs", chain["start"]),
+                 row("  of which Engine.wait (the steps, the completion, the result)", "µs", chain["wait"]),
+                 row(f"Engine.run, {LONG}-step chain, durable", "µs/run", chain["long"]),
+                 row(f"one step: ({LONG}-step − {CHAIN}-step) ÷ {LONG - CHAIN}", "µs/step", chain["step"])]
+    if gate:
+        rows += [row(f"gate round trip (s0 → gate → s1): {k}", "µs", v) for k, v in gate.items()]
+        if chain:
+            steps = (gate["resume"][0] / chain["step"][0], gate["resume"][1] / chain["step"][1])
+            rows.append(["gate: Engine.resume in step costs", "steps", f"{steps[0]:.1f}", f"{steps[1]:.1f}"])
+    rows += [["floor: sqlite3 INSERT + COMMIT, WAL, synchronous=NORMAL", "µs", f"{commit * 1e6:,.1f}", ""],
+             ["floor: asyncio.to_thread(lambda: None)", "µs", f"{floors['to_thread'] * 1e6:,.1f}", ""],
+             ["floor: create a task and await it", "µs", f"{floors['task'] * 1e6:,.1f}", ""]]
+    return table(["what", "unit", "wall", "CPU"], rows)
 
 
 def main() -> None:
@@ -358,17 +413,21 @@ def main() -> None:
     parser.add_argument("--runs", type=int, help="measured runs (or resumes) per phase (default 500, quick 20)")
     parser.add_argument("--top", type=int, default=25, help="functions shown per thread (default 25)")
     parser.add_argument("--sort", default="tottime", choices=["tottime", "cumulative"])
+    parser.add_argument("--timer", default="cpu", choices=["cpu", "wall"],
+                        help="time each call by the CPU time of its thread (default: robust on a shared machine) "
+                             "or by the wall clock (shows the time threads wait for one another)")
     parser.add_argument("--dump", metavar="DIR", help="also write each phase's per-thread profiles to DIR as pstats files")
     parser.add_argument("--concurrent", action="store_true",
                         help="profile the chain's runs started at once (asyncio.gather) instead of one after another")
     args = parser.parse_args()
     runs = args.runs or (20 if args.quick else 500)
     warm = 3 if args.quick else 30
+    cpu = args.timer == "cpu"
     started = time.perf_counter()
     cases = ("chain", "gate") if args.case == "both" else (args.case,)
     with tempfile.TemporaryDirectory(prefix="orch-profile-") as tmp:
 
-        async def wall_clock() -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+        async def unprofiled() -> tuple[dict[str, Clock], dict[str, Clock], dict[str, float]]:
             engine = await open_ours(os.path.join(tmp, "wall.db"), GRAPHS)
             try:
                 chain = await chain_phases(engine, runs, warm) if "chain" in cases else {}
@@ -377,46 +436,29 @@ def main() -> None:
                 await engine.close()
             return chain, gate, await loop_floors(200 if args.quick else 2000)
 
-        chain, gate, floors = asyncio.run(wall_clock())
+        chain, gate, floors = asyncio.run(unprofiled())
         commit = sqlite_commit_floor(os.path.join(tmp, "floor.db"), 200 if args.quick else 2000)
-        print(f"{time.strftime('%Y-%m-%d')} · load average {os.getloadavg()[0]:.2f} · {runs} measured runs per phase "
-              f"after {warm} warm-up\n")
-        print("part 1: wall clock, no profiler (medians)")
-        rows = []
-        if chain:
-            rows += [[f"Engine.run, {CHAIN}-step chain, durable", "µs/run", f"{chain['run'] * 1e6:,.0f}"],
-                     ["  of which Engine.start", "µs", f"{chain['start'] * 1e6:,.0f}"],
-                     ["  of which Engine.wait (the steps, the completion, the result)", "µs",
-                      f"{chain['wait'] * 1e6:,.0f}"],
-                     [f"Engine.run, {LONG}-step chain, durable", "µs/run", f"{chain['long'] * 1e6:,.0f}"],
-                     [f"one step: ({LONG}-step − {CHAIN}-step) ÷ {LONG - CHAIN}", "µs/step", f"{chain['step'] * 1e6:,.1f}"]]
-        if gate:
-            rows += [[f"gate round trip (s0 → gate → s1): {k}", "µs", f"{v * 1e6:,.0f}"] for k, v in gate.items()]
-            if chain:
-                rows.append(["gate: Engine.resume in step costs", "steps", f"{gate['resume'] / chain['step']:.1f}"])
-        rows += [["floor: sqlite3 INSERT + COMMIT, WAL, synchronous=NORMAL", "µs", f"{commit * 1e6:,.1f}"],
-                 ["floor: asyncio.to_thread(lambda: None)", "µs", f"{floors['to_thread'] * 1e6:,.1f}"],
-                 ["floor: create a task and await it", "µs", f"{floors['task'] * 1e6:,.1f}"]]
-        print(table(["what", "unit", "median"], rows))
+        print(f"{time.strftime('%Y-%m-%d')} · load average {os.getloadavg()[0]:.2f} · {os.cpu_count()} cores · "
+              f"{runs} measured runs per phase after {warm} warm-up\n")
+        print("part 1: no profiler, medians in µs: wall clock, and CPU time of the whole process (every thread)")
+        print(part_one(chain, gate, floors, commit))
         print()
 
         print("part 2: cProfile, per thread\n")
         if "chain" in cases:
-            unprofiled = chain["run"]
-            if args.concurrent:
-                unprofiled = 0.0
-            phase = asyncio.run(profile_chain(tmp, runs, warm, args.concurrent, unprofiled or 1.0))
-            if args.concurrent:
-                phase.unprofiled = phase.wall / phase.units  # no unprofiled figure for this one
+            phase = asyncio.run(profile_chain(tmp, runs, warm, args.concurrent, chain["run"], cpu))
+            if args.concurrent:  # no unprofiled figure for runs started at once
+                phase.unprofiled = (phase.spent[0] / phase.units, phase.spent[1] / phase.units)
             print_phase(phase, args.sort, args.top)
             if args.dump:
                 dump(phase, args.dump, "chain")
         if "gate" in cases:
             db = os.path.join(tmp, "prof-gate.db")
             first, paused = asyncio.run(profile_gate_start(db, runs + warm, warm,
-                                                           gate["start"] + gate["wait → paused"]))
+                                                           plus(gate["start"], gate["wait → paused"]), cpu))
             print_phase(first, args.sort, args.top)
-            second = asyncio.run(profile_gate_resume(db, paused, warm, gate["resume"] + gate["wait → completed"]))
+            second = asyncio.run(profile_gate_resume(db, paused, warm, plus(gate["resume"], gate["wait → completed"]),
+                                                     cpu))
             print_phase(second, args.sort, args.top)
             if args.dump:
                 dump(first, args.dump, "gate-start")
