@@ -24,12 +24,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import gc
 import os
-import platform
 import shutil
-import sqlite3
 import sys
 import tempfile
 import time
@@ -37,17 +34,15 @@ import tracemalloc
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from bench_runtime import lg_config, lg_sqlite, table
-from sqlite_size import pragma
-from workloads import CountState, chain_yaml
+from report import machine, table, where
+from runtime_report import IN_FLIGHT_TARGET
+from sqlite_size import journal_mode, pragma
+from workloads import (
+    LANGGRAPH, SYNCHRONOUS, CountState, StepResult, chain_yaml, lg_config, lg_sqlite, loop_yaml, open_ours as open_engine,
+    ours_check, peer_available, peer_version, skipped,
+)
 
-from orch.definition.compile import compile_catalog
-from orch.definition.loader import Catalog, load_text
-from orch.run.engine import Engine
-from orch.services import build_services
-from orch.settings import Settings
-from orch.steps.base import StepResult
-from orch.store.sql import SQLStore
+import orch
 
 SHORT, HOLD = 5, 2  # in-flight runs: a 5-step chain, held inside its 3rd step (s2)
 SITE_FRAMES = 1  # tracemalloc frames per allocation (1: the line that allocated)
@@ -62,7 +57,7 @@ class Sizes:
 
 
 FULL = Sizes(warm=20, inflight=1000, short_long=200, long=2000)
-QUICK = Sizes(warm=10, inflight=200, short_long=100, long=500)
+QUICK = Sizes(warm=2, inflight=20, short_long=10, long=50)
 
 
 class Gate:
@@ -122,9 +117,9 @@ def snapshot(sites: int) -> tracemalloc.Snapshot | None:
 
 # -- this engine ----------------------------------------------------------------------------
 
-async def open_ours(path: str, graphs: dict[str, str], gate: Gate, probe: Probe) -> Engine:
-    """As bench_runtime.open_engine (WAL, synchronous=NORMAL), with this benchmark's graphs and
-    an executor that holds step 3 (s2) of `held` at the gate. The lease is an hour, so the
+async def open_ours(path: str, graphs: dict[str, str], gate: Gate, probe: Probe) -> orch.Engine:
+    """As bench_runtime.py (WAL, synchronous=NORMAL), with this benchmark's graphs and an
+    executor that holds step 3 (s2) of `held` at the gate. The lease is an hour, so the
     heartbeat (every lease/3) never fires mid-measurement."""
 
     async def executor(ctx: Any) -> StepResult:
@@ -135,31 +130,14 @@ async def open_ours(path: str, graphs: dict[str, str], gate: Gate, probe: Probe)
             probe.hit(f"{ctx.graph.id}:{ctx.iteration}:{step_id}")
         return StepResult(output=1)
 
-    url = f"sqlite:///{path}"
-    settings = Settings(database_url=url, sandbox_root=os.path.join(os.path.dirname(path), "sandbox"),
-                        sqlite_synchronous="NORMAL", lease_seconds=3600.0)
-    engine = Engine(SQLStore(url, synchronous="NORMAL"), build_services(settings), executors={"agent": executor})
-    await engine.open()
-    catalog = Catalog()
-    for gid, text in graphs.items():
-        load_text(text, f"{gid}.yaml", catalog)
-    for result in compile_catalog(catalog).values():
-        assert result.graph is not None, [str(p) for p in result.problems]
-        await engine.add_graph(result.graph)
-    return engine
+    return await open_engine(path, graphs, synchronous=SYNCHRONOUS, executor=executor, lease_seconds=3600.0)
 
 
-def sqlite_settings(engine: Engine) -> str:
-    with engine.store._engine.connect() as conn:
-        raw = conn.connection.dbapi_connection
-        return f"{pragma(raw, 'journal_mode')}/{pragma(raw, 'synchronous')}"  # type: ignore[arg-type]
-
-
-def ours_check(expected: int) -> Callable[[Any], None]:
-    def check(result: Any) -> None:
-        assert result.status == "completed" and result.shared_state == {"count": expected}, result
-
-    return check
+def sqlite_settings(path: str) -> str:
+    """journal/synchronous of this engine's database: the file's journal mode, and the level
+    its connections are set to (`Settings.sqlite_synchronous`: a connection's own setting is
+    not visible from outside the engine)."""
+    return f"{journal_mode(path)}/{SYNCHRONOUS}"
 
 
 async def ours_inflight(path: str, sizes: Sizes, sites: int) -> dict[str, Any]:
@@ -185,32 +163,27 @@ async def ours_inflight(path: str, sizes: Sizes, sites: int) -> dict[str, Any]:
         await settle()
         after = traced()
         snap2 = snapshot(sites)
-        return {"inflight": (held - before) / n, "retained": (after - before) / n, "sqlite": sqlite_settings(engine),
+        return {"inflight": (held - before) / n, "retained": (after - before) / n, "sqlite": sqlite_settings(path),
                 "sites": (snap0, snap1, snap2)}
     finally:
         await engine.close()
 
 
-def loop_yaml(graph_id: str, times: int) -> str:
-    """One `agent` step whose next step is itself, run `times` times: its loop guard
-    (`max_iterations`) skips it after that and the run ends."""
-    return chain_yaml(graph_id, 1) + f"    max_iterations: {times}\n    next_step_id: s0\n"
-
-
 LONG_CASES = ("chain", "loop")
 
 
-async def ours_long(path: str, sizes: Sizes, sites: int) -> dict[tuple[str, int], dict[str, Any]]:
+async def ours_long(path: str, sizes: Sizes, sites: int,
+                    kinds: tuple[str, ...] = LONG_CASES) -> dict[tuple[str, int], dict[str, Any]]:
     """(c), (d) and (e): one measured run of each long graph, after one unmeasured run of it;
     the peak over the baseline, and what stays once it completed."""
     probe = Probe()
     lengths = (sizes.short_long, sizes.long)
-    graphs = {f"chain{k}": chain_yaml(f"chain{k}", k) for k in lengths}
-    graphs.update({f"loop{k}": loop_yaml(f"loop{k}", k) for k in lengths})
+    make = {"chain": chain_yaml, "loop": loop_yaml}
+    graphs = {f"{kind}{k}": make[kind](f"{kind}{k}", k) for kind in kinds for k in lengths}
     engine = await open_ours(path, graphs, Gate(), probe)
     out: dict[tuple[str, int], dict[str, Any]] = {}
     try:
-        for kind in LONG_CASES:
+        for kind in kinds:
             for k in lengths:
                 gid = f"{kind}{k}"
                 ours_check(k)(await engine.run(gid))  # warm-up: the first run of a graph fills caches
@@ -261,7 +234,7 @@ async def lg_inflight(path: str, sizes: Sizes, sites: int) -> dict[str, Any]:
 
     async with AsyncSqliteSaver.from_conn_string(path) as saver:
         await saver.setup()
-        await saver.conn.execute("PRAGMA synchronous=NORMAL")
+        await saver.conn.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
         async with saver.conn.execute("PRAGMA journal_mode") as cur:
             journal = (await cur.fetchone())[0]
         async with saver.conn.execute("PRAGMA synchronous") as cur:
@@ -304,9 +277,9 @@ def lg_loop(checkpointer: Any, node: Any, limit: list[int]) -> Any:
     return g.compile(checkpointer=checkpointer)
 
 
-def lg_long(path: str, sizes: Sizes, sites: int) -> dict[Any, Any]:
+def lg_long(path: str, sizes: Sizes, sites: int, kinds: tuple[str, ...] = LONG_CASES) -> dict[Any, Any]:
     """The long runs on SqliteSaver with invoke, as bench_runtime's durable case (b)."""
-    saver, conn = lg_sqlite(path, "NORMAL")
+    saver, conn = lg_sqlite(path)
     probe = Probe()
 
     def plain(state: CountState) -> dict[str, int]:
@@ -326,13 +299,13 @@ def lg_long(path: str, sizes: Sizes, sites: int) -> dict[Any, Any]:
     limit = [20]
     out: dict[Any, Any] = {}
     try:
-        graphs = {("chain", k): lg_chain_with(k, saver, {k - 1: last}, plain) for k in lengths}
+        graphs = {("chain", k): lg_chain_with(k, saver, {k - 1: last}, plain) for k in lengths if "chain" in kinds}
         loop = lg_loop(saver, looped, limit)
         graphs.update({("loop", k): loop for k in lengths})
         # warm-up: LangGraph builds some structures on a node's first run. The loop is one
         # graph (the limit is read at run time): a short run warms it.
         assert loop.invoke({"count": 0}, lg_config("warm-loop", limit[0]), durability="sync") == {"count": limit[0]}
-        for kind in LONG_CASES:
+        for kind in kinds:
             for k in lengths:
                 graph = graphs[kind, k]
                 limit[0] = k
@@ -373,16 +346,6 @@ def ratio(ours: float, lg: float) -> str:
     return "<0.01×" if lg / ours < 0.005 else f"{lg / ours:.2f}×"
 
 
-def where(filename: str) -> str:
-    """A path shortened to what it is: engine/…, a package under site-packages, the stdlib."""
-    if "site-packages/" in filename:
-        return filename.split("site-packages/", 1)[1]
-    if "/lib/python3" in filename:
-        return "stdlib/" + filename.split("/lib/python3", 1)[1].split("/", 1)[-1]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return os.path.relpath(filename, root) if filename.startswith(root) else filename
-
-
 def print_sites(title: str, first: tracemalloc.Snapshot | None, second: tracemalloc.Snapshot | None, top: int,
                 per: int) -> None:
     if first is None or second is None:
@@ -410,59 +373,70 @@ def print_sites(title: str, first: tracemalloc.Snapshot | None, second: tracemal
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller counts (well under 30 s)")
+    parser.add_argument("--quick", action="store_true", help="small counts, a smoke run of a few seconds")
     parser.add_argument("--sites", type=int, default=0, metavar="N",
                         help="also print the N lines that allocated most, per case and engine")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
+    have_lg = peer_available(LANGGRAPH)
     tracemalloc.start(SITE_FRAMES)
     disk = tempfile.mkdtemp(prefix="orch-bench-mem-")
+    none: dict[Any, Any] = {}
     try:
         gc.collect()
         ours_a = asyncio.run(ours_inflight(os.path.join(disk, "ours-inflight.db"), sizes, args.sites))
         gc.collect()
-        lg_a = asyncio.run(lg_inflight(os.path.join(disk, "lg-inflight.db"), sizes, args.sites))
+        lg_a = asyncio.run(lg_inflight(os.path.join(disk, "lg-inflight.db"), sizes, args.sites)) if have_lg else none
         gc.collect()
         ours_c = asyncio.run(ours_long(os.path.join(disk, "ours-long.db"), sizes, args.sites))
         gc.collect()
-        lg_c = lg_long(os.path.join(disk, "lg-long.db"), sizes, args.sites)
+        lg_c = lg_long(os.path.join(disk, "lg-long.db"), sizes, args.sites) if have_lg else none
     finally:
         shutil.rmtree(disk, ignore_errors=True)
     tracing_overhead = tracemalloc.get_tracemalloc_memory()
     tracemalloc.stop()
 
-    import langgraph.version
-
     n, k0, k = sizes.inflight, sizes.short_long, sizes.long
-    print(f"{dt.date.today().isoformat()} · Python {platform.python_version()} · SQLite {sqlite3.sqlite_version} · "
-          f"langgraph {langgraph.version.__version__} · {os.cpu_count()} cores · {'quick' if args.quick else 'full'} run · "
-          f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
+    print(machine("quick" if args.quick else "full", load_before,
+                  f" · langgraph {peer_version(LANGGRAPH)}" if have_lg else ""))
     print("memory: tracemalloc, bytes of live Python heap allocations, each reading after gc.collect(); deterministic, "
           "unlike RSS (no allocator arenas, fragmentation or paging); SQLite's own page cache is not counted")
-    print(f"durable: SQLite journal/synchronous this engine={ours_a['sqlite']}, LangGraph={lg_a['sqlite']} (async saver), "
-          f"{lg_c['sqlite']} (sync saver); LangGraph durability=\"sync\"; database files in {tempfile.gettempdir()}")
+    lg_sqlite_text = (f", LangGraph={lg_a['sqlite']} (async saver), {lg_c['sqlite']} (sync saver); "
+                      "LangGraph durability=\"sync\"") if have_lg else ""
+    print(f"durable: SQLite journal/synchronous this engine={ours_a['sqlite']}{lg_sqlite_text}; database files in "
+          f"{tempfile.gettempdir()}")
+    if not have_lg:
+        print(skipped(LANGGRAPH))
     print()
+
     def growth(side: dict[Any, Any], kind: str) -> float:
         return (side[kind, k]["peak"] - side[kind, k0]["peak"]) / (k - k0)
 
-    def row(label: str, unit: str, ours: float, lg: float, fmt: Callable[[float], str] = num) -> list[str]:
-        return [label, unit, fmt(ours), fmt(lg), ratio(ours, lg)]
+    def row(label: str, unit: str, ours: float, lg: float | None, fmt: Callable[[float], str] = num,
+            target: str = "") -> list[str]:
+        return [label, unit, fmt(ours), "—" if lg is None else fmt(lg), "—" if lg is None else ratio(ours, lg), target]
+
+    def lg_at(side: dict[Any, Any], *key: Any, field: str) -> float | None:
+        return side[key[0] if len(key) == 1 else key][field] if side else None
 
     rows = [
-        row(f"(a) in flight: {n:,} 5-step runs, each held in step 3 ¹", "B/run", ours_a["inflight"], lg_a["inflight"]),
-        row(f"(b) kept after those {n:,} runs completed ²", "B/run", ours_a["retained"], lg_a["retained"]),
+        row(f"(a) in flight: {n:,} 5-step runs, each held in step 3 ¹", "B/run", ours_a["inflight"],
+            lg_a["inflight"] if have_lg else None, target=f"≤ {IN_FLIGHT_TARGET:,}"),
+        row(f"(b) kept after those {n:,} runs completed ²", "B/run", ours_a["retained"],
+            lg_a["retained"] if have_lg else None),
     ]
     for kind, label, mark in (("chain", "chain of {} steps", "(c)"), ("loop", "one step looping {} times", "(d)")):
         for m in (k0, k):
             rows.append(row(f"{mark} peak, {label.format(f'{m:,}')} ³", "KiB", ours_c[kind, m]["peak"],
-                            lg_c[kind, m]["peak"], kib))
+                            lg_at(lg_c, kind, m, field="peak"), kib))
         rows.append(row(f"{mark} peak growth per step, {k0:,} → {k:,} steps", "B/step", growth(ours_c, kind),
-                        growth(lg_c, kind)))
+                        growth(lg_c, kind) if have_lg else None,
+                        target="≤ LangGraph" if kind == "loop" else ""))
     rows.append(row(f"(e) kept after the {k:,}-step chain completed ²", "KiB", ours_c["chain", k]["retained"],
-                    lg_c["chain", k]["retained"], kib))
-    print(table(["case", "unit", "this engine", "LangGraph", "ratio"], rows))
+                    lg_at(lg_c, "chain", k, field="retained"), kib))
+    print(table(["case", "unit", "this engine", "LangGraph", "ratio", "target"], rows))
     print("ratio: LangGraph ÷ this engine; above 1× this engine uses less memory, below 1× LangGraph uses less; "
           "— where a side kept nothing (a few KiB either way is noise).")
     print(f"¹ traced memory with all {n:,} runs waiting inside their 3rd step on one shared asyncio.Event, minus before "
@@ -478,11 +452,15 @@ def main() -> None:
     if args.sites:
         print()
         print_sites("this engine, (a) in flight", ours_a["sites"][0], ours_a["sites"][1], args.sites, n)
-        print_sites("LangGraph, (a) in flight", lg_a["sites"][0], lg_a["sites"][1], args.sites, n)
+        if have_lg:
+            print_sites("LangGraph, (a) in flight", lg_a["sites"][0], lg_a["sites"][1], args.sites, n)
         print_sites("this engine, (b) kept after completion", ours_a["sites"][0], ours_a["sites"][2], args.sites, n)
-        print_sites("LangGraph, (b) kept after completion", lg_a["sites"][0], lg_a["sites"][2], args.sites, n)
+        if have_lg:
+            print_sites("LangGraph, (b) kept after completion", lg_a["sites"][0], lg_a["sites"][2], args.sites, n)
         for kind, mark in (("chain", "(c)"), ("loop", "(d)")):
             for side, cases in (("this engine", ours_c), ("LangGraph", lg_c)):
+                if not cases:
+                    continue
                 first, last = cases[kind, k]["sites"]
                 print_sites(f"{side}, {mark} inside the last step of the {k:,}-step {kind}", first, last, args.sites, 1)
     print(f"\ntotal {time.perf_counter() - started:.1f} s")

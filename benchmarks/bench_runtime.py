@@ -1,46 +1,51 @@
-"""Run the same no-op workloads on this engine and on LangGraph, in one process, and print
-per-run latency, per-step cost, throughput under concurrency and bytes stored per step.
+"""Run the same no-op workloads on this engine, on LangGraph and on pydantic-graph, in one
+process, and print per-run latency, per-step cost, the human-gate round trip, throughput under
+concurrency, memory per held run and bytes stored per step, against the targets of issue 9.
 
-    PYTHONPATH=. python benchmarks/bench_runtime.py [--quick]
+    PYTHONPATH=. python benchmarks/bench_runtime.py [--quick] [--no-memory]
 
 Durable means: the step's checkpoint is committed to SQLite (WAL, synchronous=NORMAL on both
 sides) before the next step starts. LangGraph runs with `durability="sync"` for that reason
 (its default, "async", writes checkpoints in the background while the next step runs).
+pydantic-graph has no durable store at all: it runs the chain in memory, and is the reference
+for what the orchestration itself costs without persistence.
+
+This engine is driven through the public API only (`orch.open_engine`, `Engine.run`,
+`start`, `wait`, `resume`). A peer that is not installed is skipped, with a line saying so.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import gc
 import os
-import platform
 import shutil
-import sqlite3
 import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-from sqlite_size import checkpointed_size, pragma, row_payload
-from workloads import chain_yaml, fanout_yaml, lg_chain, lg_fanout, noop
+import bench_memory
+from report import machine, table, us
+from runtime_report import Figures, Phases, issue_table, more_table
+from sqlite_size import journal_mode, lg_stored, ours_stored, pragma, stored_rows
+from workloads import (
+    CHAIN, DURABLE_CASES as CASES, GATE_ANSWER, LANGGRAPH, LONG_CHAIN, PYDANTIC_GRAPH, SYNCHRONOUS, WIDTH, PgState,
+    chain_yaml, fanout_yaml, gate_yaml, lg_chain, lg_config, lg_fanout, lg_gate, lg_sqlite, open_ours, ours_check,
+    peer_available, peer_version, pg_chain, skipped,
+)
 
-from orch.run import scheduler
-from orch.definition.compile import CompiledGraph, compile_catalog
-from orch.definition.loader import Catalog, load_text
-from orch.run.engine import Engine
-from orch.services import build_services
-from orch.settings import Settings
-from orch.store.sql import SQLStore
+import orch
 
-CHAIN, LONG_CHAIN, WIDTH = 5, 200, 64
 GRAPHS = {"chain5": chain_yaml("chain5", CHAIN), "chain200": chain_yaml("chain200", LONG_CHAIN),
-          "fan64": fanout_yaml("fan64", WIDTH)}
-OUR_TABLES = ("runs", "step_records", "events")
-LG_TABLES = ("checkpoints", "writes")
+          "fan64": fanout_yaml("fan64", WIDTH), "gate": gate_yaml("gate")}
+EXPECTED = {"chain5": CHAIN, "chain200": LONG_CHAIN, "fan64": WIDTH + 1, "gate": 2}
+LG_STEPS = {"chain5": CHAIN, "chain200": LONG_CHAIN, "fan64": 3, "gate": 3}  # supersteps, for recursion_limit
+PER = {"chain200": LONG_CHAIN}  # the 200-step chain is reported per step
 
 
 @dataclass(frozen=True)
@@ -51,243 +56,233 @@ class Sizes:
     chain: int
     long_chain: int
     fanout: int
+    gate: int
     concurrent: int
+    concurrent_warm: int
     stored: int
+    rounds: int  # alternating rounds of the durable cases
+    collect: bool  # gc.collect() before each block of runs (~65 ms each with the peers loaded)
 
 
-FULL = Sizes(warm=30, chain=400, long_chain=16, fanout=64, concurrent=1000, stored=400)
-QUICK = Sizes(warm=10, chain=96, long_chain=8, fanout=16, concurrent=200, stored=100)
+FULL = Sizes(warm=30, chain=400, long_chain=16, fanout=64, gate=400, concurrent=1000, concurrent_warm=50,
+             stored=400, rounds=8, collect=True)
+QUICK = Sizes(warm=3, chain=16, long_chain=2, fanout=4, gate=16, concurrent=50, concurrent_warm=5, stored=10,
+              rounds=2, collect=False)
 
 
-# -- this engine ----------------------------------------------------------------------------
-
-def compiled_graphs() -> dict[str, CompiledGraph]:
-    catalog = Catalog()
-    for gid, text in GRAPHS.items():
-        load_text(text, f"{gid}.yaml", catalog)
-    out = {}
-    for gid, result in compile_catalog(catalog).items():
-        assert result.graph is not None, [str(p) for p in result.problems]
-        out[gid] = result.graph
-    return out
+def runs_of(sizes: Sizes, case: str) -> int:
+    return {"chain5": sizes.chain, "chain200": sizes.long_chain, "fan64": sizes.fanout, "gate": sizes.gate}[case]
 
 
-async def open_engine(path: str, synchronous: str) -> Engine:
-    url = f"sqlite:///{path}"
-    settings = Settings(database_url=url, sandbox_root=os.path.join(os.path.dirname(path), "sandbox"),
-                        sqlite_synchronous=synchronous)
-    engine = Engine(SQLStore(url, synchronous=synchronous), build_services(settings), executors={"agent": noop})
-    await engine.open()
-    for graph in compiled_graphs().values():
-        await engine.add_graph(graph)
-    return engine
+Once = Callable[[], Awaitable[Phases]]
 
 
-def store_synchronous(engine: Engine) -> str:
-    with engine.store._engine.connect() as conn:  # the pool applies the same pragmas as the writer
-        return pragma(conn.connection.dbapi_connection, "synchronous")  # type: ignore[arg-type]
+# -- the durable cases, alternating ---------------------------------------------------------
+
+def ours_cases(engine: orch.Engine) -> dict[str, Once]:
+    def run(case: str) -> Once:
+        async def once() -> Phases:
+            t = time.perf_counter()
+            result = await engine.run(case)
+            elapsed = time.perf_counter() - t
+            ours_check(EXPECTED[case])(result)
+            return {"run": elapsed}
+
+        return once
+
+    async def gate() -> Phases:
+        t0 = time.perf_counter()
+        run_id = await engine.start("gate")
+        t1 = time.perf_counter()
+        paused = await engine.wait(run_id)
+        t2 = time.perf_counter()
+        await engine.resume(run_id, GATE_ANSWER)
+        t3 = time.perf_counter()
+        done = await engine.wait(run_id)
+        t4 = time.perf_counter()
+        assert paused.status == "paused" and paused.shared_state.get("count") == 1, paused
+        ours_check(2, answer=GATE_ANSWER)(done)
+        return {"run": t4 - t0, "start": t1 - t0, "wait_paused": t2 - t1, "resume": t3 - t2, "wait_done": t4 - t3,
+                "to_paused": t2 - t0, "to_done": t4 - t2}
+
+    return {**{c: run(c) for c in CASES if c != "gate"}, "gate": gate}
 
 
-async def timed(fn: Callable[[], Awaitable[Any]], warm: int, n: int, check: Callable[[Any], None]) -> float:
+def lg_cases(saver: Any) -> dict[str, Once]:
+    from langgraph.types import Command
+
+    graphs = {"chain5": lg_chain(CHAIN, saver), "chain200": lg_chain(LONG_CHAIN, saver),
+              "fan64": lg_fanout(WIDTH, saver)}
+    gate_graph = lg_gate(saver)
+    threads = iter(range(10**9))
+
+    def run(case: str) -> Once:
+        graph = graphs[case]
+
+        async def once() -> Phases:
+            config = lg_config(f"{case}-{next(threads)}", LG_STEPS[case])
+            t = time.perf_counter()
+            out = graph.invoke({"count": 0}, config, durability="sync")
+            elapsed = time.perf_counter() - t
+            assert out == {"count": EXPECTED[case]}, out
+            return {"run": elapsed}
+
+        return once
+
+    async def gate() -> Phases:
+        config = lg_config(f"gate-{next(threads)}", LG_STEPS["gate"])
+        t0 = time.perf_counter()
+        paused = gate_graph.invoke({"count": 0}, config, durability="sync")
+        t1 = time.perf_counter()
+        done = gate_graph.invoke(Command(resume=GATE_ANSWER), config, durability="sync")
+        t2 = time.perf_counter()
+        assert paused.get("count") == 1 and "__interrupt__" in paused, paused
+        assert done == {"count": 2, "answer": GATE_ANSWER}, done
+        return {"run": t2 - t0, "to_paused": t1 - t0, "to_done": t2 - t1}
+
+    return {**{c: run(c) for c in graphs}, "gate": gate}
+
+
+def pg_cases() -> dict[str, Once]:
+    graph = pg_chain(CHAIN)
+
+    async def chain5() -> Phases:
+        state = PgState()
+        t = time.perf_counter()
+        await graph.run(state=state)
+        elapsed = time.perf_counter() - t
+        assert state.count == CHAIN, state
+        return {"run": elapsed}
+
+    return {"chain5": chain5}
+
+
+async def durable_rounds(disk: str, sizes: Sizes, have_lg: bool,
+                         have_pg: bool) -> tuple[dict[str, dict[str, Phases]], dict[str, str]]:
+    """The durable cases on every side in alternating rounds, each round one block of runs per
+    side, the side going first rotating and garbage collected before each block, so a slow
+    stretch of the shared machine (its disk mostly) falls on every side alike instead of on
+    whichever ran then. Median seconds per side, case and phase (per step for the 200-step
+    chain), and LangGraph's SQLite settings as its connection reports them."""
+    engine = await open_ours(os.path.join(disk, "ours.db"), GRAPHS)
+    conn = None
+    try:
+        sides: dict[str, dict[str, Once]] = {"ours": ours_cases(engine)}
+        if have_lg:
+            saver, conn = lg_sqlite(os.path.join(disk, "lg.db"))
+            sides["lg"] = lg_cases(saver)
+        if have_pg:
+            sides["pg"] = pg_cases()
+        samples: dict[str, dict[str, dict[str, list[float]]]] = {s: {} for s in sides}
+        for case in CASES:
+            for side in sides.values():
+                if case in side:
+                    for _ in range(1 if case == "chain200" else sizes.warm):
+                        await side[case]()
+        for r in range(sizes.rounds):
+            for case in CASES:
+                per_round = max(1, runs_of(sizes, case) // sizes.rounds)
+                order = [s for s in sides if case in sides[s]]
+                order = order[r % len(order):] + order[:r % len(order)]
+                for name in order:
+                    if sizes.collect:
+                        gc.collect()  # no side pays for another's garbage
+                    for _ in range(per_round):
+                        for phase, seconds in (await sides[name][case]()).items():
+                            samples[name].setdefault(case, {}).setdefault(phase, []).append(seconds)
+        out: dict[str, dict[str, Phases]] = {}
+        for name, cases in samples.items():
+            out[name] = {case: {phase: statistics.median(v) / PER.get(case, 1) for phase, v in phases.items()}
+                         for case, phases in cases.items()}
+        lg_sqlite_settings = {} if conn is None else {"synchronous": pragma(conn, "synchronous"),
+                                                      "journal": pragma(conn, "journal_mode")}
+        return out, lg_sqlite_settings
+    finally:
+        await engine.close()
+        if conn is not None:
+            conn.close()
+
+
+# -- the other cases ------------------------------------------------------------------------
+
+async def median_of(fn: Callable[[], Awaitable[Any]], warm: int, n: int, check: Callable[[Any], None]) -> float:
     """Median seconds of `n` sequential calls, after `warm` unmeasured ones."""
     for _ in range(warm):
         check(await fn())
-    times = []
+    samples = []
     for _ in range(n):
         t = time.perf_counter()
         out = await fn()
-        times.append(time.perf_counter() - t)
+        samples.append(time.perf_counter() - t)
         check(out)
-    return statistics.median(times)
+    return statistics.median(samples)
 
 
-def ours_check(expected: int) -> Callable[[Any], None]:
-    def check(result: Any) -> None:
-        assert result.status == "completed" and result.shared_state == {"count": expected}, result
-
-    return check
-
-
-async def ours_latency(path: str, synchronous: str, sizes: Sizes, cases: tuple[str, ...]) -> dict[str, Any]:
-    engine = await open_engine(path, synchronous)
+async def ours_not_durable(path: str, sizes: Sizes) -> float:
+    """The 5-step chain with SQLite's synchronous=OFF (on tmpfs where there is one)."""
+    engine = await open_ours(path, {"chain5": GRAPHS["chain5"]}, synchronous="OFF")
     try:
-        out: dict[str, Any] = {"synchronous": store_synchronous(engine)}
-        if "chain5" in cases:
-            out["chain5"] = await timed(lambda: engine.run("chain5"), sizes.warm, sizes.chain, ours_check(CHAIN))
-        if "chain200" in cases:
-            out["chain200"] = await timed(lambda: engine.run("chain200"), 1, sizes.long_chain,
-                                          ours_check(LONG_CHAIN)) / LONG_CHAIN
-        if "fan64" in cases:
-            out["fan64"] = await timed(lambda: engine.run("fan64"), sizes.warm, sizes.fanout, ours_check(WIDTH + 1))
-        return out
+        return await median_of(lambda: engine.run("chain5"), sizes.warm, sizes.chain, ours_check(CHAIN))
     finally:
         await engine.close()
 
 
-ROUNDS = 8
-
-
-async def durable_latency(disk: str, sizes: Sizes, cases: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The durable cases on both engines in alternating rounds (which side goes first
-    alternates too), so a slow stretch of the shared machine, its disk mostly, falls on both
-    alike instead of on whichever side happened to run then. Median per run (per step for the
-    200-step chain)."""
-    engine = await open_engine(os.path.join(disk, "ours.db"), "NORMAL")
-    saver, conn = lg_sqlite(os.path.join(disk, "lg.db"), "NORMAL")
-    plan = {  # case: (expected count, LangGraph graph, its steps, runs, warm-up runs, steps per run)
-        "chain5": (CHAIN, lg_chain(CHAIN, saver), CHAIN, sizes.chain, sizes.warm, 1),
-        "chain200": (LONG_CHAIN, lg_chain(LONG_CHAIN, saver), LONG_CHAIN, sizes.long_chain, 1, LONG_CHAIN),
-        "fan64": (WIDTH + 1, lg_fanout(WIDTH, saver), 3, sizes.fanout, sizes.warm, 1),
-    }
-    threads = iter(range(10**9))
-
-    async def ours_once(case: str) -> float:
-        t = time.perf_counter()
-        result = await engine.run(case)
-        elapsed = time.perf_counter() - t
-        ours_check(plan[case][0])(result)
-        return elapsed
-
-    def lg_once(case: str) -> float:
-        expected, graph, steps = plan[case][:3]
-        t = time.perf_counter()
-        out = graph.invoke({"count": 0}, lg_config(f"{case}-{next(threads)}", steps), durability="sync")
-        elapsed = time.perf_counter() - t
-        assert out == {"count": expected}, out
-        return elapsed
-
-    try:
-        ours_times: dict[str, list[float]] = {c: [] for c in cases}
-        lg_times: dict[str, list[float]] = {c: [] for c in cases}
-        for case in cases:
-            for _ in range(plan[case][4]):
-                await ours_once(case)
-                lg_once(case)
-        for r in range(ROUNDS):
-            for case in cases:
-                per_round = max(1, plan[case][3] // ROUNDS)
-                ours_first = r % 2 == 0
-                if not ours_first:
-                    gc.collect()  # neither side pays for the other's garbage
-                    lg_times[case] += [lg_once(case) for _ in range(per_round)]
-                gc.collect()
-                ours_times[case] += [await ours_once(case) for _ in range(per_round)]
-                if ours_first:
-                    gc.collect()
-                    lg_times[case] += [lg_once(case) for _ in range(per_round)]
-        ours: dict[str, Any] = {"synchronous": store_synchronous(engine)}
-        lg: dict[str, Any] = {"synchronous": pragma(conn, "synchronous"), "journal": pragma(conn, "journal_mode")}
-        for case in cases:
-            per = plan[case][5]
-            ours[case] = statistics.median(ours_times[case]) / per
-            lg[case] = statistics.median(lg_times[case]) / per
-        return ours, lg
-    finally:
-        await engine.close()
-        conn.close()
-
-
-async def ours_concurrent(path: str, n: int) -> float:
-    engine = await open_engine(path, "NORMAL")
+async def ours_concurrent(path: str, sizes: Sizes) -> float:
+    """Runs per second of `sizes.concurrent` 5-step runs started at once."""
+    engine = await open_ours(path, {"chain5": GRAPHS["chain5"]})
     check = ours_check(CHAIN)
     try:
-        for r in await asyncio.gather(*(engine.run("chain5") for _ in range(50))):
+        for r in await asyncio.gather(*(engine.run("chain5") for _ in range(sizes.concurrent_warm))):
             check(r)
         t = time.perf_counter()
-        results = await asyncio.gather(*(engine.run("chain5") for _ in range(n)))
+        results = await asyncio.gather(*(engine.run("chain5") for _ in range(sizes.concurrent)))
         elapsed = time.perf_counter() - t
         for r in results:
             check(r)
-        return n / elapsed
+        return sizes.concurrent / elapsed
     finally:
         await engine.close()
 
 
-async def ours_stored(path: str, runs: int) -> dict[str, Any]:
-    engine = await open_engine(path, "NORMAL")
-    await engine.close()
-    before, rows_before = checkpointed_size(path), row_payload(path, OUR_TABLES)
-    engine = await open_engine(path, "NORMAL")
-    try:
-        for _ in range(runs):
-            ours_check(CHAIN)(await engine.run("chain5"))
-    finally:
-        await engine.close()
-    return {"pages": checkpointed_size(path) - before, "rows": _row_growth(row_payload(path, OUR_TABLES), rows_before)}
-
-
-def scheduler_per_step(graph: CompiledGraph, reps: int) -> float:
-    """Seconds per step of the scheduler's bookkeeping alone: loop guard, iteration count and
-    `advance` over the compiled graph; no executor, no event, no store."""
-    steps = 0
+async def pg_concurrent(sizes: Sizes) -> float:
+    graph = pg_chain(CHAIN)
+    for state in [PgState() for _ in range(sizes.concurrent_warm)]:
+        await graph.run(state=state)
+    states = [PgState() for _ in range(sizes.concurrent)]
     t = time.perf_counter()
-    for _ in range(reps):
-        f = scheduler.start(graph)
-        while f.tokens:
-            tok = next(iter(f.tokens.values()))
-            scheduler.loop_guard(graph, f, tok.step_id)
-            scheduler.count_iteration(f, tok.step_id)
-            scheduler.advance(graph, f, tok, None)
-            steps += 1
-    return (time.perf_counter() - t) / steps
+    await asyncio.gather(*(graph.run(state=s) for s in states))
+    elapsed = time.perf_counter() - t
+    assert all(s.count == CHAIN for s in states)
+    return sizes.concurrent / elapsed
 
 
-# -- LangGraph ------------------------------------------------------------------------------
+def lg_sync_chain(saver: Any, sizes: Sizes, **kw: Any) -> float:
+    """Median seconds of LangGraph's 5-step chain with `invoke` on `saver` (None: none)."""
+    graph = lg_chain(CHAIN, saver)
+    counter = iter(range(10**9))
 
-def lg_config(thread: str, steps: int) -> dict[str, Any]:
-    return {"configurable": {"thread_id": thread}, "recursion_limit": steps + 10}
+    async def once() -> Any:
+        return graph.invoke({"count": 0}, lg_config(f"t{next(counter)}", CHAIN), **kw)
 
+    def check(out: Any) -> None:
+        assert out == {"count": CHAIN}, out
 
-def lg_timed(graph: Any, label: str, steps: int, expected: int, warm: int, n: int, **kw: Any) -> float:
-    def once(i: int) -> float:
-        t = time.perf_counter()
-        out = graph.invoke({"count": 0}, lg_config(f"{label}-{i}", steps), **kw)
-        elapsed = time.perf_counter() - t
-        assert out == {"count": expected}, out
-        return elapsed
-
-    for i in range(warm):
-        once(-1 - i)
-    return statistics.median(once(i) for i in range(n))
+    return asyncio.run(median_of(once, sizes.warm, sizes.chain, check))
 
 
-def lg_sqlite(path: str, synchronous: str | None) -> tuple[Any, sqlite3.Connection]:
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    conn = sqlite3.connect(path, check_same_thread=False)
-    saver = SqliteSaver(conn)
-    saver.setup()
-    if synchronous is not None:
-        conn.execute(f"PRAGMA synchronous={synchronous}")
-    return saver, conn
-
-
-def lg_latency(path: str, sizes: Sizes, cases: tuple[str, ...], synchronous: str | None = "NORMAL",
-               durability: str | None = "sync") -> dict[str, Any]:
-    saver, conn = lg_sqlite(path, synchronous)
-    kw = {"durability": durability} if durability else {}
-    try:
-        out: dict[str, Any] = {"synchronous": pragma(conn, "synchronous"), "journal": pragma(conn, "journal_mode")}
-        if "chain5" in cases:
-            out["chain5"] = lg_timed(lg_chain(CHAIN, saver), "c5", CHAIN, CHAIN, sizes.warm, sizes.chain, **kw)
-        if "chain200" in cases:
-            out["chain200"] = lg_timed(lg_chain(LONG_CHAIN, saver), "c200", LONG_CHAIN, LONG_CHAIN, 1,
-                                       sizes.long_chain, **kw) / LONG_CHAIN
-        if "fan64" in cases:
-            out["fan64"] = lg_timed(lg_fanout(WIDTH, saver), "f64", 3, WIDTH + 1, sizes.warm, sizes.fanout, **kw)
-        return out
-    finally:
-        conn.close()
-
-
-def lg_in_memory(sizes: Sizes) -> dict[str, float]:
+def lg_reference(disk: str, sizes: Sizes) -> dict[str, Any]:
+    """The chain on LangGraph's in-memory saver, with no checkpointer, and with SqliteSaver as
+    shipped (SQLite's default synchronous=FULL, LangGraph's default durability "async")."""
     from langgraph.checkpoint.memory import InMemorySaver
 
-    return {
-        "memory": lg_timed(lg_chain(CHAIN, InMemorySaver()), "m", CHAIN, CHAIN, sizes.warm, sizes.chain,
-                           durability="sync"),
-        "none": lg_timed(lg_chain(CHAIN, None), "n", CHAIN, CHAIN, sizes.warm, sizes.chain),
-    }
+    saver, conn = lg_sqlite(os.path.join(disk, "lg-default.db"), synchronous=None)
+    try:
+        shipped = lg_sync_chain(saver, sizes)
+        shipped_sync = pragma(conn, "synchronous")
+    finally:
+        conn.close()
+    return {"memory": lg_sync_chain(InMemorySaver(), sizes, durability="sync"), "none": lg_sync_chain(None, sizes),
+            "shipped": shipped, "shipped_synchronous": shipped_sync}
 
 
 async def lg_async(path: str, sizes: Sizes) -> dict[str, Any]:
@@ -296,9 +291,7 @@ async def lg_async(path: str, sizes: Sizes) -> dict[str, Any]:
 
     async with AsyncSqliteSaver.from_conn_string(path) as saver:
         await saver.setup()
-        await saver.conn.execute("PRAGMA synchronous=NORMAL")
-        async with saver.conn.execute("PRAGMA synchronous") as cur:
-            sync_level = {0: "OFF", 1: "NORMAL", 2: "FULL"}[(await cur.fetchone())[0]]
+        await saver.conn.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
         graph = lg_chain(CHAIN, saver, is_async=True)
         counter = iter(range(10**9))
 
@@ -308,136 +301,115 @@ async def lg_async(path: str, sizes: Sizes) -> dict[str, Any]:
         def check(out: Any) -> None:
             assert out == {"count": CHAIN}, out
 
-        latency = await timed(once, sizes.warm, sizes.chain, check)
-        for out in await asyncio.gather(*(once() for _ in range(50))):
+        latency = await median_of(once, sizes.warm, sizes.chain, check)
+        for out in await asyncio.gather(*(once() for _ in range(sizes.concurrent_warm))):
             check(out)
         t = time.perf_counter()
         outs = await asyncio.gather(*(once() for _ in range(sizes.concurrent)))
         rate = sizes.concurrent / (time.perf_counter() - t)
         for out in outs:
             check(out)
-        return {"chain5": latency, "concurrent": rate, "synchronous": sync_level}
+        return {"chain5": latency, "concurrent": rate}
 
 
-def lg_stored(path: str, runs: int) -> dict[str, Any]:
-    saver, conn = lg_sqlite(path, "NORMAL")
-    conn.close()
-    before, rows_before = checkpointed_size(path), row_payload(path, LG_TABLES)
-    saver, conn = lg_sqlite(path, "NORMAL")
-    graph = lg_chain(CHAIN, saver)
+def memory(disk: str, quick: bool, have_lg: bool) -> dict[str, float | None]:
+    """bench_memory.py's cases (a) in flight and (d) the looping step, under tracemalloc."""
+    sizes = bench_memory.QUICK if quick else bench_memory.FULL
+    k0, k = sizes.short_long, sizes.long
+    tracemalloc.start(bench_memory.SITE_FRAMES)
     try:
-        for i in range(runs):
-            assert graph.invoke({"count": 0}, lg_config(f"s{i}", CHAIN), durability="sync") == {"count": CHAIN}
+        gc.collect()
+        ours_a = asyncio.run(bench_memory.ours_inflight(os.path.join(disk, "mem-ours-a.db"), sizes, 0))
+        gc.collect()
+        ours_d = asyncio.run(bench_memory.ours_long(os.path.join(disk, "mem-ours-d.db"), sizes, 0, kinds=("loop",)))
+        lg_a: dict[str, Any] = {}
+        lg_d: dict[Any, Any] = {}
+        if have_lg:
+            gc.collect()
+            lg_a = asyncio.run(bench_memory.lg_inflight(os.path.join(disk, "mem-lg-a.db"), sizes, 0))
+            gc.collect()
+            lg_d = bench_memory.lg_long(os.path.join(disk, "mem-lg-d.db"), sizes, 0, kinds=("loop",))
     finally:
-        conn.close()
-    return {"pages": checkpointed_size(path) - before, "rows": _row_growth(row_payload(path, LG_TABLES), rows_before)}
+        tracemalloc.stop()
+
+    def growth(side: dict[Any, Any]) -> float:
+        return (side["loop", k]["peak"] - side["loop", k0]["peak"]) / (k - k0)
+
+    return {"inflight": ours_a["inflight"], "lg_inflight": lg_a["inflight"] if have_lg else None,
+            "loop": growth(ours_d), "lg_loop": growth(lg_d) if have_lg else None, "held": sizes.inflight,
+            "k0": k0, "k": k}
 
 
-def _row_growth(after: dict[str, tuple[int, int]], before: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
-    return {t: (after[t][0] - before[t][0], after[t][1] - before[t][1]) for t in after}
+# -- measuring everything --------------------------------------------------------------------
 
-
-# -- the report -----------------------------------------------------------------------------
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
-
-
-def us(seconds: float) -> str:
-    return f"{seconds * 1e6:,.1f}" if seconds < 1e-4 else f"{seconds * 1e6:,.0f}"
-
-
-def times(x: float) -> str:
-    return f"{x:.2f}×"
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer runs (well under 30 s)")
-    args = parser.parse_args()
-    sizes = QUICK if args.quick else FULL
-    started = time.perf_counter()
-    load_before = os.getloadavg()[0]
+def measure(sizes: Sizes, quick: bool, with_memory: bool, have_lg: bool, have_pg: bool) -> Figures:
     disk = tempfile.mkdtemp(prefix="orch-bench-")
     ram = tempfile.mkdtemp(prefix="orch-bench-", dir="/dev/shm") if os.path.isdir("/dev/shm") else disk
-    cases = ("chain5", "chain200", "fan64")
     try:
         gc.collect()
-        ours, lg = asyncio.run(durable_latency(disk, sizes, cases))
+        durable, lg_sqlite_settings = asyncio.run(durable_rounds(disk, sizes, have_lg, have_pg))
         gc.collect()
-        ours_off = asyncio.run(ours_latency(os.path.join(ram, "ours-off.db"), "OFF", sizes, ("chain5",)))
+        ours_off = asyncio.run(ours_not_durable(os.path.join(ram, "ours-off.db"), sizes))
         gc.collect()
-        lg_mem = lg_in_memory(sizes)
-        gc.collect()
-        lg_shipped = lg_latency(os.path.join(disk, "lg-default.db"), sizes, ("chain5",), synchronous=None,
-                                durability=None)
-        gc.collect()
-        lg_aio = asyncio.run(lg_async(os.path.join(disk, "lg-async.db"), sizes))
-        gc.collect()
-        ours_rate = asyncio.run(ours_concurrent(os.path.join(disk, "ours-conc.db"), sizes.concurrent))
+        ours_rate = asyncio.run(ours_concurrent(os.path.join(disk, "ours-conc.db"), sizes))
         gc.collect()
         ours_bytes = asyncio.run(ours_stored(os.path.join(disk, "ours-size.db"), sizes.stored))
-        lg_bytes = lg_stored(os.path.join(disk, "lg-size.db"), sizes.stored)
-        graphs = compiled_graphs()
-        sched = {gid: scheduler_per_step(g, 20000 // len(g.steps) + 1) for gid, g in graphs.items()}
+        fig = Figures(sizes, have_lg, have_pg, durable["ours"], durable.get("lg", {}), durable.get("pg", {}),
+                      lg_sqlite_settings, journal_mode(os.path.join(disk, "ours.db")), ours_off, ours_rate, ours_bytes)
+        if have_lg:
+            gc.collect()
+            fig.lg_ref = lg_reference(disk, sizes)
+            gc.collect()
+            fig.lg_aio = asyncio.run(lg_async(os.path.join(disk, "lg-async.db"), sizes))
+            fig.lg_bytes = lg_stored(os.path.join(disk, "lg-size.db"), sizes.stored)
+        if have_pg:
+            gc.collect()
+            fig.pg_rate = asyncio.run(pg_concurrent(sizes))
+        if with_memory:
+            gc.collect()
+            fig.memory = memory(disk, quick, have_lg)
+        return fig
     finally:
         shutil.rmtree(disk, ignore_errors=True)
         if ram != disk:
             shutil.rmtree(ram, ignore_errors=True)
 
-    import langgraph.version
 
-    print(f"{dt.date.today().isoformat()} · Python {platform.python_version()} · SQLite {sqlite3.sqlite_version} · "
-          f"langgraph {langgraph.version.__version__} · {os.cpu_count()} cores · {'quick' if args.quick else 'full'} run · "
-          f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
-    print(f"durable: SQLite WAL, synchronous this engine={ours['synchronous']}, LangGraph={lg['synchronous']} "
-          f"(journal {lg['journal']}), LangGraph durability=\"sync\"; database files in {tempfile.gettempdir()}")
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few runs of each case: a smoke run of a few seconds")
+    parser.add_argument("--no-memory", action="store_true", help="leave out the two memory rows (tracemalloc)")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
+    have_lg, have_pg = peer_available(LANGGRAPH), peer_available(PYDANTIC_GRAPH)
+    f = measure(sizes, args.quick, not args.no_memory, have_lg, have_pg)
+
+    versions = "".join(f" · {p.lower()} {peer_version(p)}" for p, have in ((LANGGRAPH, have_lg),
+                                                                         (PYDANTIC_GRAPH, have_pg)) if have)
+    print(machine("quick" if args.quick else "full", load_before, versions))
+    lg_text = (f", LangGraph={f.lg_sqlite['synchronous']} (journal {f.lg_sqlite['journal']}), LangGraph "
+               "durability=\"sync\"") if have_lg else ""
+    print(f"durable: SQLite journal {f.ours_journal}, synchronous this engine={SYNCHRONOUS} "
+          f"(Settings.sqlite_synchronous){lg_text}; database files in {tempfile.gettempdir()}; "
+          "pydantic-graph persists nothing")
+    for peer, have in ((LANGGRAPH, have_lg), (PYDANTIC_GRAPH, have_pg)):
+        if not have:
+            print(skipped(peer))
     print()
-    steps_stored = sizes.stored * CHAIN
-    per_step = lambda b: b / steps_stored  # noqa: E731
-    ours_rows = sum(b for _, b in ours_bytes["rows"].values())
-    lg_rows = sum(b for _, b in lg_bytes["rows"].values())
-    rows = [
-        ["(a) 5-step chain, durable", "µs/run", us(ours["chain5"]), us(lg["chain5"]), times(lg["chain5"] / ours["chain5"])],
-        ["(a) 5-step chain, durable, LangGraph async saver", "µs/run", us(ours["chain5"]), us(lg_aio["chain5"]),
-         times(lg_aio["chain5"] / ours["chain5"])],
-        ["(a) 5-step chain, no durable checkpoint ¹", "µs/run", us(ours_off["chain5"]), us(lg_mem["memory"]),
-         times(lg_mem["memory"] / ours_off["chain5"])],
-        ["(b) 200-step chain, durable", "µs/step", us(ours["chain200"]), us(lg["chain200"]),
-         times(lg["chain200"] / ours["chain200"])],
-        [f"(c) fan-out of {WIDTH} + join, durable", "µs/run", us(ours["fan64"]), us(lg["fan64"]),
-         times(lg["fan64"] / ours["fan64"])],
-        [f"(d) {sizes.concurrent:,} concurrent 5-step runs, durable ²", "runs/s", f"{ours_rate:,.0f}",
-         f"{lg_aio['concurrent']:,.0f}", times(ours_rate / lg_aio["concurrent"])],
-        ["(e) bytes per step, database pages ³", "B/step", f"{per_step(ours_bytes['pages']):,.0f}",
-         f"{per_step(lg_bytes['pages']):,.0f}", times(lg_bytes["pages"] / ours_bytes["pages"])],
-        ["(e) bytes per step, row payload ³", "B/step", f"{per_step(ours_rows):,.0f}", f"{per_step(lg_rows):,.0f}",
-         times(lg_rows / ours_rows)],
-    ]
-    print(table(["case", "unit", "this engine", "LangGraph", "advantage"], rows))
-    print("advantage: how many times faster (or smaller) this engine is; below 1× LangGraph wins.")
-    print(f"¹ this engine: SQLite synchronous={ours_off['synchronous']} on tmpfs ({ram}), still one commit per step; "
-          "LangGraph: InMemorySaver.")
-    print("² this engine: asyncio.gather of Engine.run; LangGraph: AsyncSqliteSaver, asyncio.gather of ainvoke, "
-          "one thread_id per run.")
-    print(f"³ {sizes.stored:,} runs of the 5-step chain ({steps_stored:,} steps): growth of page_count × page_size "
-          "after wal_checkpoint(TRUNCATE); row payload = text/blob lengths + 8 B per number.")
+    print(issue_table(f))
     print()
-    detail = [[f"this engine: {t}", f"{n / sizes.stored:g}", f"{per_step(b):,.1f}"] for t, (n, b) in ours_bytes["rows"].items()]
-    detail += [[f"LangGraph: {t}", f"{n / sizes.stored:g}", f"{per_step(b):,.1f}"] for t, (n, b) in lg_bytes["rows"].items()]
-    print(table(["stored rows (e)", "rows/run", "payload B/step"], detail))
+    print(more_table(f))
     print()
-    ref = [
-        ["this engine: scheduler bookkeeping only, 5-step chain (no executor, no I/O)", "µs/step", us(sched["chain5"])],
-        ["this engine: scheduler bookkeeping only, 200-step chain", "µs/step", us(sched["chain200"])],
-        [f"this engine: scheduler bookkeeping only, fan-out of {WIDTH} + join", "µs/step", us(sched["fan64"])],
-        ["LangGraph: 5-step chain, no checkpointer", "µs/run", us(lg_mem["none"])],
-        [f"LangGraph: 5-step chain, SqliteSaver as shipped (synchronous={lg_shipped['synchronous']}, "
-         "durability=\"async\")", "µs/run", us(lg_shipped["chain5"])],
-    ]
-    print(table(["reference figures (not like for like)", "unit", "value"], ref))
+    print(stored_rows(f.ours_bytes, f.lg_bytes, sizes.stored))
+    if have_lg:
+        print()
+        ref = [
+            ["LangGraph: 5-step chain, no checkpointer", "µs/run", us(f.lg_ref["none"])],
+            [f"LangGraph: 5-step chain, SqliteSaver as shipped (synchronous={f.lg_ref['shipped_synchronous']}, "
+             "durability=\"async\")", "µs/run", us(f.lg_ref["shipped"])],
+        ]
+        print(table(["reference figures (not like for like)", "unit", "value"], ref))
     print(f"\ntotal {time.perf_counter() - started:.1f} s")
 
 

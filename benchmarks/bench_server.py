@@ -3,7 +3,7 @@ one by closed-loop clients, and print throughput, latency and time to the first 
 
     PYTHONPATH=. python benchmarks/bench_server.py [--quick] [--workers N --db postgresql://...]
 
-The server is started as `python -m server.cli serve` on a free 127.0.0.1 port, with a
+The server is started as `python -m orch.server.cli serve` on a free 127.0.0.1 port, with a
 temporary graphs directory holding one 5-step graph that runs on the offline model
 (llm → llm → print → extract_json → print, no human gate) and, unless --db says otherwise, a
 temporary SQLite file. Each simulated user is one `httpx.AsyncClient` with one HTTP/1.1
@@ -425,18 +425,21 @@ async def measure(server: Server, args: argparse.Namespace, levels: list[int]) -
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 s per level, 1 s warm-up (under ~30 s)")
-    parser.add_argument("--duration", type=float, help="measured seconds per concurrency level (default 8, quick 3)")
-    parser.add_argument("--warmup", type=float, help="unmeasured seconds before each level (default 2, quick 1)")
-    parser.add_argument("--clients", default="1,16,64", help="concurrency levels, comma-separated (default 1,16,64)")
-    parser.add_argument("--stream-runs", type=int, default=50, help="measured SSE runs (default 50)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run of a few seconds: 1 and 16 clients, 1 s each after 0.5 s warm-up, 10 SSE runs")
+    parser.add_argument("--duration", type=float, help="measured seconds per concurrency level (default 8, quick 1)")
+    parser.add_argument("--warmup", type=float, help="unmeasured seconds before each level (default 2, quick 0.5)")
+    parser.add_argument("--clients", help="concurrency levels, comma-separated (default 1,16,64; quick 1,16)")
+    parser.add_argument("--stream-runs", type=int, help="measured SSE runs (default 50, quick 10)")
     parser.add_argument("--workers", type=int, default=1,
                         help="server worker processes (`orch serve --workers`); more than 1 needs --db postgresql://…")
     parser.add_argument("--db", help="database URL for the server (default: a temporary SQLite file); "
                                      "a PostgreSQL URL gets a fresh schema, dropped afterwards")
     args = parser.parse_args()
-    args.duration = args.duration or (3.0 if args.quick else 8.0)
-    args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
+    args.duration = args.duration or (1.0 if args.quick else 8.0)
+    args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 2.0)
+    args.clients = args.clients or ("1,16" if args.quick else "1,16,64")
+    args.stream_runs = args.stream_runs or (10 if args.quick else 50)
     levels = [int(c) for c in args.clients.split(",") if c.strip()]
     if args.workers < 1 or not levels or min(levels) < 1:
         parser.error("--workers and every --clients level must be at least 1")
