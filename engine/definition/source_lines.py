@@ -13,6 +13,7 @@ import yaml
 from orch.errors import Problem
 
 _PART = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]")
+_FIELD = re.compile(r"^([a-z_]+(?:\.[^\s:]+)?)[\s:]")
 
 
 class SourceLines:
@@ -44,8 +45,9 @@ class SourceLines:
                 return line
         return line
 
-    def of_step(self, step_id: str, orchestration_id: str | None = None) -> int | None:
-        """The line where the step with this id starts (in that orchestration, in a bundle)."""
+    def of_step(self, step_id: str, orchestration_id: str | None = None, field: str = "") -> int | None:
+        """The line where the step with this id starts (in that orchestration, in a bundle), or
+        where its `field` is written (`route_map.approve`: that entry of route_map)."""
         for orch in self._orchestrations():
             if orchestration_id and _scalar(orch, "id") not in (orchestration_id, None):
                 continue
@@ -53,14 +55,17 @@ class SourceLines:
             if isinstance(steps, yaml.SequenceNode):
                 for step in steps.value:
                     if _scalar(step, "id") == step_id:
-                        return int(step.start_mark.line) + 1
+                        return _field_line(step, field.split(".") if field else [])
         return None
 
     def of_problem(self, problem: Problem) -> int | None:
+        """The line of the problem's path; else of its step, at the field its message starts
+        with when the step has that field (`next_step_id points to ...`)."""
         if problem.path and problem.path != "$":
             return self.of_path(problem.path)
         if problem.step_id:
-            return self.of_step(problem.step_id, problem.orchestration_id)
+            field = _FIELD.match(problem.message)
+            return self.of_step(problem.step_id, problem.orchestration_id, field.group(1) if field else "")
         return None
 
     def _orchestrations(self) -> list[yaml.Node]:
@@ -70,6 +75,16 @@ class SourceLines:
         listed = _child(root, "orchestrations")
         found = list(listed.value) if isinstance(listed, yaml.SequenceNode) else []
         return found + ([root] if _child(root, "steps") is not None else [])
+
+
+def _field_line(node: yaml.Node, names: list[str]) -> int:
+    line = int(node.start_mark.line) + 1
+    for name in names:
+        found = next(((k, v) for k, v in node.value if k.value == name), None) if isinstance(node, yaml.MappingNode) else None
+        if found is None:
+            break
+        line, node = int(found[0].start_mark.line) + 1, found[1]
+    return line
 
 
 def _child(node: yaml.Node, key: str) -> yaml.Node | None:

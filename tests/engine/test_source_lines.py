@@ -52,3 +52,18 @@ def test_json_bundles_find_the_step_in_its_own_orchestration() -> None:
 
 def test_text_that_does_not_parse_has_no_lines() -> None:
     assert SourceLines("a: [").of_path("$.a") is None
+
+
+def test_a_problem_about_a_field_of_a_step_points_at_that_field() -> None:
+    text = """\
+id: fields
+name: Fields
+steps:
+  - id: judge
+    type: evaluator
+    route_map:
+      good: end
+      bad: nowhere
+  - {id: end, type: end}
+"""
+    assert problems_with_lines(text, "fields.yaml") == [("unknown-step", 8)]
