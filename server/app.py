@@ -62,7 +62,8 @@ def create_app(settings: Settings, *, api_keys: list[str] | None = None, allow_u
     )
     return Litestar(
         # /health at the root too, where load balancers and probes look for it.
-        route_handlers=[api, Router(path=API_PREFIX, route_handlers=[health]), Router(path="/", route_handlers=[health]),
+        route_handlers=[api, Router(path=API_PREFIX, route_handlers=[health]),
+                        Router(path="/", route_handlers=[health]),
                         console_router(sessions.csrf_secret), *redirects, swagger_assets()],
         lifespan=[lifespan],
         on_startup=[document_event_streams],

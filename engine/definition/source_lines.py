@@ -80,7 +80,9 @@ class SourceLines:
 def _field_line(node: yaml.Node, names: list[str]) -> int:
     line = int(node.start_mark.line) + 1
     for name in names:
-        found = next(((k, v) for k, v in node.value if k.value == name), None) if isinstance(node, yaml.MappingNode) else None
+        if not isinstance(node, yaml.MappingNode):
+            break
+        found = next(((k, v) for k, v in node.value if k.value == name), None)
         if found is None:
             break
         line, node = int(found[0].start_mark.line) + 1, found[1]

@@ -1,16 +1,26 @@
 """The API documentation page at /schema, working offline: Swagger UI's files come from the
-installed `swagger-ui-bundle` package and are served by this server, never from a CDN."""
+installed `swagger-ui-py` package (Swagger UI 5, which reads OpenAPI 3.1) and are served by
+this server, never from a CDN."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from litestar import Router
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
-from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 ASSETS = "/schema/assets"
+
+
+def swagger_files() -> Path:
+    """Swagger UI's folder inside the installed package (found without importing it, which
+    would import its web-framework adapters)."""
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the swagger-ui-py package is not installed (pip install swagger-ui-py)")
+    return Path(list(spec.submodule_search_locations)[0]) / "static"
 
 
 def swagger_plugin() -> SwaggerRenderPlugin:
@@ -22,5 +32,5 @@ def swagger_plugin() -> SwaggerRenderPlugin:
 
 
 def swagger_assets() -> Router:
-    return create_static_files_router(path=ASSETS, directories=[Path(str(swagger_ui_path))], include_in_schema=False,
+    return create_static_files_router(path=ASSETS, directories=[swagger_files()], include_in_schema=False,
                                       name="swagger-assets")

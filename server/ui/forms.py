@@ -121,7 +121,8 @@ def gate_inputs(fields: list[dict[str, Any]], values: Mapping[str, str] | None =
     for f in fields:
         name = str(f.get("name", ""))
         form_name = ANSWER_PREFIX + name
-        out.append(Input(name=form_name, label=str(f.get("label") or name), control=_CONTROLS.get(f.get("type", "text"), "text"),
+        out.append(Input(name=form_name, label=str(f.get("label") or name),
+                         control=_CONTROLS.get(f.get("type", "text"), "text"),
                          options=_options(f.get("options")), required=bool(f.get("required")),
                          value=values.get(form_name, ""), error=errors.get(name, ""), prefix=prefix))
     return out

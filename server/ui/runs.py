@@ -85,7 +85,7 @@ async def run_page(request: Request[Any, Any, Any], ctx: Ctx, run_id: FromPath[s
 
 @get("/runs/{run_id:str}/part", name="run-part")
 async def run_part(ctx: Ctx, run_id: FromPath[str]) -> Response[Any]:
-    return fragment("run_details.html", **await _run_context(ctx, run_id))
+    return fragment("run_part.html", **await _run_context(ctx, run_id))
 
 
 _NOTICES = {"answered": "Your answer was accepted; the run goes on.",

@@ -43,7 +43,8 @@ def check(graph: CompiledGraph) -> None:
     svg = render_svg(graph, statuses, id_prefix="t")
     assert drawn_steps(svg) == {sid: f"status-{status}" for sid, status in statuses.items()}
     root = ET.fromstring(svg)
-    drawn_edges = {(g.attrib["data-from"], g.attrib["data-to"]) for g in root.iter(SVG + "g") if "data-from" in g.attrib}
+    drawn_edges = {(g.attrib["data-from"], g.attrib["data-to"])
+                   for g in root.iter(SVG + "g") if "data-from" in g.attrib}
     assert drawn_edges == {(e.source, e.target) for e in graph.edges}
 
 

@@ -89,13 +89,16 @@ function describe(e) {
 function followRun(root) {
   const list = document.getElementById("events");
   const live = document.getElementById("live");
-  const details = document.getElementById("run-details");
+  const summary = document.getElementById("run-summary");
+  const record = document.getElementById("run-record");
   let lastSeq = 0;
+  let caughtUpTo = -1;  // the run's last stored event when the page last reconnected to catch up
+  let failures = 0;  // stream errors in a row with no event between them
   let source = null;
   let refreshTimer = null;
   let pollTimer = null;
 
-  const head = () => details.querySelector(".run-head");
+  const head = () => summary.querySelector(".run-head");
   const status = () => (head() ? head().dataset.status : "");
   const say = (text) => { if (live) live.textContent = text; };
 
@@ -120,8 +123,13 @@ function followRun(root) {
   async function refresh() {
     const html = await fetchPart(root.dataset.part);
     if (html === null) return;
-    if (html !== details.innerHTML) details.innerHTML = html;
-    const data = details.querySelector("#step-statuses");
+    const fresh = document.createElement("template");
+    fresh.innerHTML = html;
+    for (const part of [summary, record]) {
+      const next = fresh.content.getElementById(part.id);
+      if (next && next.innerHTML !== part.innerHTML) part.innerHTML = next.innerHTML;
+    }
+    const data = summary.querySelector("#step-statuses");
     if (data) paintSteps(JSON.parse(data.textContent));
     afterRefresh();
   }
@@ -133,13 +141,16 @@ function followRun(root) {
 
   function afterRefresh() {
     const now = status();
+    const stored = head() ? Number(head().dataset.lastSeq) : 0;
     clearTimeout(pollTimer);
-    if (now === "paused") {
+    if (source) return;
+    if (now === "running" || (stored > lastSeq && stored !== caughtUpTo)) {
+      caughtUpTo = stored;  // events after a `done` (the run went on after a gate): fetch them
+      connect();
+    } else if (now === "paused") {
       say("Waiting for a person to answer.");
       pollTimer = setTimeout(refresh, 4000);
-    } else if (now === "running" && !source) {
-      connect();
-    } else if (now !== "running" && !source) {
+    } else {
       say("The run is " + now + ".");
     }
   }
@@ -150,6 +161,7 @@ function followRun(root) {
     say("Live.");
     source.onopen = () => say("Live.");
     source.onmessage = (message) => {
+      failures = 0;
       const e = JSON.parse(message.data);
       if (e.seq <= lastSeq) return;
       lastSeq = e.seq;
@@ -165,11 +177,13 @@ function followRun(root) {
       }
     };
     source.onerror = () => {
-      if (source && source.readyState === EventSource.CLOSED) {
-        // The server refused the stream (signed out, run gone): look at the run, then try again.
+      failures += 1;
+      if (source && (source.readyState === EventSource.CLOSED || failures > 2)) {
+        // Refused (signed out, run gone) or ended with nothing new: look at the run first.
+        source.close();
         source = null;
-        say("Live updates stopped; trying again…");
-        setTimeout(refresh, 5000);
+        say("Live updates paused; checking the run…");
+        setTimeout(refresh, failures > 5 ? 10000 : 2000);
       } else {
         say("Reconnecting…");  // the browser reconnects by itself, sending Last-Event-ID
       }
