@@ -1,8 +1,8 @@
 """Every store read of the console, in one place.
 
-Pages read runs through the engine's public methods where they exist (`result`, `graphs`,
-`graph_for_version`); the few reads the engine does not offer (run rows for lists, the steps a
-run stands at) are here, so a change of the store's shapes changes this module only.
+Pages read runs through the engine's public methods where they exist (`get_run`, `result`,
+`graphs`, `graph_for_version`); the reads the engine does not offer (run lists, the steps a run
+stands at) are here, so a change of the store or of the run model changes this module only.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import base64
 import binascii
 import time
 from dataclasses import dataclass
-from typing import Any
-
 import msgspec
 
+from orch.errors import RunNotFound
 from orch.run import scheduler
+from orch.run.model import Run, RunStatus
 from orch.server.context import ServerContext
 
 SINCE = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
@@ -39,12 +39,12 @@ class RunRow:
     error: str | None
 
 
-def _row(r: dict[str, Any]) -> RunRow:
+def _row(r: Run) -> RunRow:
     return RunRow(
-        run_id=r["id"], orchestration_id=r["orchestration_id"], version=r["version"], status=r["status"],
-        message=r["message"], cost_usd=r["cost_usd"], turns=r["turns"], created_at=r["created_at"],
-        updated_at=r["updated_at"], finished_at=r["finished_at"], parent_run_id=r["parent_run_id"],
-        last_seq=r["last_seq"], response=r.get("response"), error=r.get("error"),
+        run_id=r.id, orchestration_id=r.orchestration_id, version=r.version, status=str(r.status),
+        message=r.message, cost_usd=r.cost_usd, turns=r.turns, created_at=r.created_at, updated_at=r.updated_at,
+        finished_at=r.finished_at, parent_run_id=r.parent_run_id, last_seq=r.last_seq, response=r.response,
+        error=r.error,
     )
 
 
@@ -91,8 +91,10 @@ async def run_page(ctx: ServerContext, *, orchestration_id: str | None = None, s
 
 
 async def get_run(ctx: ServerContext, run_id: str) -> RunRow | None:
-    row = await ctx.engine.store.get_run(run_id)
-    return _row(row) if row else None
+    try:
+        return _row(await ctx.engine.get_run(run_id))
+    except RunNotFound:
+        return None
 
 
 @dataclass(frozen=True)
@@ -106,12 +108,13 @@ class Positions:
 
 
 async def positions(ctx: ServerContext, run_id: str) -> Positions:
-    row = await ctx.engine.store.get_run(run_id)
-    if not row or not row["frontier"] or row["status"] not in ("running", "paused"):
+    run = await ctx.engine.store.get_run(run_id)
+    if run is None or not run.frontier or run.status.final:
         return Positions()
-    frontier = scheduler.decode(row["frontier"])
+    frontier = scheduler.decode(run.frontier)
     return Positions(
-        running=frozenset(t.step_id for t in frontier.tokens.values()) if row["status"] == "running" else frozenset(),
+        running=frozenset(t.step_id for t in frontier.tokens.values()) if run.status == RunStatus.RUNNING
+        else frozenset(),
         waiting_join=frozenset(t.step_id for t in frontier.waiting),
         waiting_person=frozenset(t.step_id for t in frontier.gates),
     )
@@ -119,5 +122,5 @@ async def positions(ctx: ServerContext, run_id: str) -> Positions:
 
 async def open_gate_count(ctx: ServerContext, cap: int = 100) -> int:
     """How many runs wait for a person (counted up to `cap`)."""
-    rows = await ctx.engine.store.list_runs(status="paused", limit=cap)
-    return sum(1 for r in rows if not r["parent_run_id"])
+    runs = await ctx.engine.store.list_runs(status=RunStatus.PAUSED, limit=cap)
+    return sum(1 for r in runs if not r.parent_run_id)

@@ -76,12 +76,12 @@ def test_the_session_reads_the_api_but_changes_nothing(server: LiveServer, signe
     assert [line for line in events.text.splitlines() if line.startswith("id: ")][-1] == "id: 13"
     assert signed_in.get("/api/v1/orchestrations/runs", params={"status": "paused"}).status_code == 200
     refused = signed_in.http.post(f"/api/v1/orchestrations/runs/{run_id}/cancel")
-    assert (refused.status_code, refused.json()) == (
-        401, {"detail": "missing API key: send the header 'Authorization: Bearer <key>'"})
+    assert (refused.status_code, refused.json()["detail"]) == (
+        401, "missing API key: send the header 'Authorization: Bearer <key>'")
     # A Bearer key works as before, and a bad one is still refused even with a session cookie.
     assert signed_in.get(f"/api/v1/orchestrations/runs/{run_id}", headers=AUTH).status_code == 200
     bad = signed_in.get(f"/api/v1/orchestrations/runs/{run_id}", headers={"Authorization": "Bearer nope"})
-    assert (bad.status_code, bad.json()) == (401, {"detail": "invalid API key"})
+    assert (bad.status_code, bad.json()["detail"]) == (401, "invalid API key")
 
 
 def test_signing_out_ends_the_session(server: LiveServer, signed_in: ConsoleUser) -> None:
