@@ -115,7 +115,9 @@ async def positions(ctx: ServerContext, run_id: str) -> Positions:
     return Positions(
         running=frozenset(t.step_id for t in frontier.tokens.values()) if run.status == RunStatus.RUNNING
         else frozenset(),
-        waiting_join=frozenset(t.step_id for t in frontier.waiting),
+        # Where branches meet: tokens held at a meeting step, and joins some branch reached.
+        waiting_join=frozenset({t.step_id for t in frontier.waiting}
+                               | {s.join for s in frontier.scopes.values() if s.join and s.arrived}),
         waiting_person=frozenset(t.step_id for t in frontier.gates),
     )
 

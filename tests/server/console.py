@@ -30,14 +30,26 @@ steps:
     output_key: shown
 """
 
+# One branch reaches the join while the other waits for a person.
+JOIN = """\
+id: orch-join-wait
+name: Join waits for a gate
+steps:
+  - {id: split, type: print, print_content: go, output_key: started, next_step_id: [quick, ask]}
+  - {id: quick, type: print, print_content: done, output_key: quick_out, next_step_id: meet}
+  - {id: ask, type: human, human_prompt: Go on?, output_key: answer, next_step_id: meet}
+  - {id: meet, type: print, print_content: "{state.quick_out}", output_key: met}
+"""
+
 
 def console_graphs(directory: Path) -> Path:
-    """The example graphs, a file left out at load (a misspelt step id) and TYPED."""
+    """The example graphs, a file left out at load (a misspelt step id), TYPED and JOIN."""
     directory.mkdir(parents=True, exist_ok=True)
     for f in (ROOT / "graphs").iterdir():
         shutil.copy(f, directory / f.name)
     shutil.copy(ROOT / "tests" / "engine" / "broken" / "dangling_next_step.yaml", directory / "dangling_next_step.yaml")
     (directory / "typed_inputs.yaml").write_text(TYPED)
+    (directory / "join_wait.yaml").write_text(JOIN)
     return directory
 
 

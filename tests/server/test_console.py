@@ -166,7 +166,7 @@ def test_a_refused_answer_comes_back_with_the_error_by_its_field(server: LiveSer
 
 def test_the_orchestrations_page_lists_graphs_and_the_file_left_out(signed_in: ConsoleUser) -> None:
     page = signed_in.get("/ui").text
-    assert page.count('<li class="card"') == 8  # the 7 examples and the typed one
+    assert page.count('<li class="card"') == 9  # the 7 examples, TYPED and JOIN
     assert 'data-orchestration="orch-research-report"' in page
     left = page[page.index('id="left-out"'):]
     assert "orch-dangling-next in" in left and "dangling_next_step.yaml" in left
@@ -208,6 +208,16 @@ def test_the_run_page_shows_history_state_cost_and_statuses(server: LiveServer, 
         "step-research": "completed", "step-write": "completed", "step-approve": "waiting-person"}
     anonymous = httpx.get(f"{server.url}/ui/runs/{run_id}/part", headers={"X-Console-Part": "1"})
     assert (anonymous.status_code, anonymous.text) == (401, "signed out")
+
+
+def test_a_step_waiting_where_branches_meet_shows_so(server: LiveServer, signed_in: ConsoleUser) -> None:
+    body = httpx.post(f"{server.url}/api/v1/orchestrations/orch-join-wait/run", headers=AUTH, json={},
+                      timeout=30).json()
+    assert body["status"] == "paused"
+    page = signed_in.get(f"/ui/runs/{body['run_id']}").text
+    assert 'class="step step-print status-waiting-join" data-step="meet"' in page
+    assert 'class="step step-human status-waiting-person" data-step="ask"' in page
+    assert 'class="step step-print status-completed" data-step="quick"' in page
 
 
 def test_cancel_from_the_run_page(server: LiveServer, signed_in: ConsoleUser) -> None:
