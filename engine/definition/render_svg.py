@@ -7,8 +7,9 @@ barycentre of its neighbours, and x positions are pulled towards the neighbours 
 the order and the spacing. Back edges are drawn as curves around the right side.
 
 Each step is a `<g class="step step-<type> status-<status>" data-step="<id>">` so a page can
-colour it as the run goes; shapes follow the step type, and edge labels show the route taken
-(evaluator label, true/false, switch case) and the state keys its source writes.
+colour it as the run goes; shapes follow the step kind's `shape` (a decision, a gate for a
+person, a group of other steps, a stop), and edge labels show the route taken (evaluator label,
+true/false, switch case) and the state keys its source writes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Mapping
 
 import networkx as nx
 
-from orch.definition.compile import CompiledGraph, Edge
+from orch.definition.compiled import CompiledGraph, Edge
+from orch.steps.base import Shape
 
 STATUSES = ("pending", "running", "completed", "failed", "skipped", "waiting-join", "waiting-person")
 NODE_H = 46
@@ -29,7 +31,6 @@ WAYPOINT_W = 16
 MARGIN = 24
 CHAR_W = 7.2  # mean advance of the 13 px sans-serif label font
 MAX_LABEL = 30
-ROUTERS = ("evaluator", "if_else", "switch")
 
 STYLE = """
 .orch-graph{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
@@ -77,7 +78,7 @@ def _label(text: str) -> str:
 def node_width(graph: CompiledGraph, step_id: str) -> float:
     cs = graph.steps[step_id]
     chars = max(len(_label(cs.spec.label)), len(cs.type) * 0.85)
-    extra = 40 if cs.type in (*ROUTERS, "human", "parallel", "merge", "loop") else 24
+    extra = 24 if cs.kind.shape in ("step", "stop") else 40
     return max(112.0, min(260.0, chars * CHAR_W + extra))
 
 
@@ -192,26 +193,20 @@ def edge_label(edge: Edge) -> tuple[str, str]:
     return _label(" | ".join(routes)), _label(keys)
 
 
-def _shape(kind: str, w: float, h: float) -> str:
+def _shape(shape: Shape, w: float, h: float) -> str:
     x0, y0 = -w / 2, -h / 2
-    if kind in ("agent", "llm"):
-        return f'<rect class="shape" x="{x0:.1f}" y="{y0:.1f}" width="{w:.1f}" height="{h:.1f}" rx="12"/>'
-    if kind in ROUTERS:
+    if shape == "decision":
         d = 16
-        pts = [(x0, 0), (x0 + d, y0), (-x0 - d, y0), (-x0, 0), (-x0 - d, -y0), (x0 + d, -y0)]
-        return _polygon(pts)
-    if kind == "human":
+        return _polygon([(x0, 0), (x0 + d, y0), (-x0 - d, y0), (-x0, 0), (-x0 - d, -y0), (x0 + d, -y0)])
+    if shape == "gate":
         d = 12
         return _polygon([(x0 + d, y0), (-x0, y0), (-x0 - d, -y0), (x0, -y0)])
-    if kind == "end":
+    if shape == "stop":
         return f'<rect class="shape" x="{x0:.1f}" y="{y0:.1f}" width="{w:.1f}" height="{h:.1f}" rx="{h / 2:.1f}"/>'
-    if kind in ("parallel", "merge", "loop"):
+    if shape == "group":
         return (f'<rect class="shape" x="{x0:.1f}" y="{y0:.1f}" width="{w:.1f}" height="{h:.1f}" rx="2"/>'
                 f'<path class="shape" d="M{x0 + 8:.1f},{y0:.1f}V{-y0:.1f}M{-x0 - 8:.1f},{y0:.1f}V{-y0:.1f}"/>')
-    if kind in ("transform", "extract_json", "print"):
-        c = 10
-        return _polygon([(x0, y0), (-x0 - c, y0), (-x0, y0 + c), (-x0, -y0), (x0, -y0)])
-    return f'<rect class="shape" x="{x0:.1f}" y="{y0:.1f}" width="{w:.1f}" height="{h:.1f}" rx="3"/>'
+    return f'<rect class="shape" x="{x0:.1f}" y="{y0:.1f}" width="{w:.1f}" height="{h:.1f}" rx="10"/>'
 
 
 def _polygon(points: list[tuple[float, float]]) -> str:
@@ -290,7 +285,7 @@ def render_svg(graph: CompiledGraph, statuses: Mapping[str, str] | None = None, 
         nodes.parts.append(
             f'<g id="{id_prefix}-step-{index[sid]}" class="step step-{escape(cs.type)} status-{status}" '
             f'data-step="{escape(sid)}" transform="translate({b.x:.1f},{b.y:.1f})">'
-            f"<title>{escape(tip)}</title>{_shape(cs.type, b.w, NODE_H)}"
+            f"<title>{escape(tip)}</title>{_shape(cs.kind.shape, b.w, NODE_H)}"
             f'<text class="name" y="-3" text-anchor="middle">{escape(name)}</text>'
             f'<text class="kind" y="13" text-anchor="middle">{escape(cs.type)}</text></g>'
         )

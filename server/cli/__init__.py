@@ -84,7 +84,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
             print(f"orch: no orchestration found in {args.file}", file=sys.stderr)
         return 1
     for g in chosen:
-        print({"mermaid": mermaid, "dot": dot, "svg": lambda g: render_svg(g) + "\n"}[args.format](g), end="")
+        print(mermaid(g) if args.format == "mermaid" else dot(g) if args.format == "dot" else render_svg(g) + "\n",
+              end="")
     return 0
 
 

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 import msgspec
 
-from orch.definition.compile import CompiledGraph
+from orch.definition.compiled import CompiledGraph
 
 STATE_PREFIX = "state."
 ANSWER_PREFIX = "answer."

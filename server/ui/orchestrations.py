@@ -13,7 +13,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath
 from litestar.response import Redirect
 
-from orch.definition.compile import CompiledGraph
+from orch.definition.compiled import CompiledGraph
 from orch.definition.render_svg import render_svg
 from orch.definition.source_lines import SourceLines
 from orch.errors import InvalidInput, Problem, RunNotFound

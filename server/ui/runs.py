@@ -9,7 +9,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect
 
-from orch.definition.compile import CompiledGraph
+from orch.definition.compiled import CompiledGraph
 from orch.definition.render_svg import render_svg
 from orch.errors import NotPaused, RunNotFound
 from orch.run.results import RunResult

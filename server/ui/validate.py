@@ -12,7 +12,8 @@ from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
 
-from orch.definition.compile import CompiledGraph, compile_orchestration
+from orch.definition.compile import compile_orchestration
+from orch.definition.compiled import CompiledGraph
 from orch.definition.loader import Catalog, load_text, parse_text
 from orch.definition.render_svg import render_svg
 from orch.definition.source_lines import SourceLines

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from orch.bootstrap import load_graphs
-from orch.definition.compile import CompiledGraph
+from orch.definition.compiled import CompiledGraph
 from orch.definition.loader import Catalog, load_text
 from orch.definition.compile import compile_catalog
 from orch.definition.render_svg import STATUSES, edge_label, layout, render_svg
