@@ -25,6 +25,11 @@ class Settings(msgspec.Struct, kw_only=True):
     lease_seconds: float = 30.0
     transform_timeout_seconds: float = 10.0
     transform_memory_mb: int = 512
+    # Browser access: origins allowed to call the API from their pages (CORS, none by default),
+    # and the key that signs console sign-in cookies (random per start when not given; give
+    # one to keep people signed in across restarts, and the same to every server).
+    cors_origins: list[str] = []
+    session_secret: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> "Settings":
@@ -34,7 +39,7 @@ class Settings(msgspec.Struct, kw_only=True):
             raw = env.get("ORCH_" + name.upper())
             if raw is None:
                 continue
-            if name == "tool_modules":
+            if name in ("tool_modules", "cors_origins"):
                 values[name] = [m.strip() for m in raw.split(",") if m.strip()]
             else:
                 values[name] = raw

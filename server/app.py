@@ -9,7 +9,6 @@ from typing import AsyncIterator, Mapping
 from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from orch.bootstrap import LoadReport, build_engine
@@ -17,9 +16,15 @@ from orch.settings import Settings
 from orch.steps.base import Executor
 from orch.server.auth import KeyRing, env_keys, require_api_key
 from orch.server.context import ServerContext, server_context
+from orch.server.cors import cors_config
 from orch.server.errors import EXCEPTION_HANDLERS
 from orch.server.routes import agents, execution, orchestrations, runs
 from orch.server.routes.health import health
+from orch.server.sessions import SessionSigner
+from orch.server.sse import document_event_streams
+from orch.server.ui import console_router, redirects
+from orch.server.ui.docs import swagger_assets, swagger_plugin
+from orch.server.ui.rendering import template_config
 
 API_PREFIX = "/api/v1"
 log = logging.getLogger("orch.server")
@@ -27,9 +32,12 @@ log = logging.getLogger("orch.server")
 
 def create_app(settings: Settings, *, api_keys: list[str] | None = None, allow_unauthenticated: bool = False,
                executors: Mapping[str, Executor] | None = None, sse_ping_seconds: float = 15.0) -> Litestar:
-    """The API for the graphs of `settings.graphs_dir`. Startup fails when no API key exists
-    (given here, in ORCH_API_KEYS or stored) unless `allow_unauthenticated`."""
+    """The API and the console for the graphs of `settings.graphs_dir`. Startup fails when no
+    API key exists (given here, in ORCH_API_KEYS or stored) unless `allow_unauthenticated`;
+    a bad ORCH_CORS_ORIGINS or ORCH_SESSION_SECRET raises ValueError here."""
     keys = [*(api_keys or []), *env_keys()]
+    sessions = SessionSigner(settings.session_secret)
+    cors = cors_config(settings.cors_origins)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -42,6 +50,7 @@ def create_app(settings: Settings, *, api_keys: list[str] | None = None, allow_u
             log_report(report)
             await engine.recover()
             app.state.keyring = keyring
+            app.state.sessions = sessions
             app.state.ctx = ServerContext(settings, engine, report, sse_ping_seconds)
             yield
         finally:
@@ -53,14 +62,19 @@ def create_app(settings: Settings, *, api_keys: list[str] | None = None, allow_u
     )
     return Litestar(
         # /health at the root too, where load balancers and probes look for it.
-        route_handlers=[api, Router(path=API_PREFIX, route_handlers=[health]), Router(path="/", route_handlers=[health])],
+        route_handlers=[api, Router(path=API_PREFIX, route_handlers=[health]),
+                        Router(path="/", route_handlers=[health]),
+                        console_router(sessions.csrf_secret), *redirects, swagger_assets()],
         lifespan=[lifespan],
+        on_startup=[document_event_streams],
+        template_config=template_config(),
+        cors_config=cors,
         dependencies={"ctx": Provide(server_context, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         openapi_config=OpenAPIConfig(
             title="Orchestration API", version="1.0.0", path="/schema",
             description="Run AI orchestrations, answer their human gates and follow their events.",
-            render_plugins=[SwaggerRenderPlugin()],
+            render_plugins=[swagger_plugin()],
             components=Components(security_schemes={
                 "BearerAuth": SecurityScheme(type="http", scheme="bearer", description="An API key"),
             }),

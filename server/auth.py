@@ -5,6 +5,10 @@ environment variable (comma-separated) and the store's `api_keys` table (written
 Stored hashes are re-read every few seconds, so a key added while the server runs works without
 a restart. With no key anywhere the server refuses to start, unless the operator explicitly
 allows unauthenticated local use; then every request passes until a key appears.
+
+A browser signed in to the console (server.sessions) may also read the API with its session
+cookie: GET requests only (the event stream, which `EventSource` cannot send a header with,
+and lists), so no request that changes anything is ever authorised by a cookie.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import Any, Awaitable, Callable, Iterable
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers import BaseRouteHandler
+
+from orch.server.sessions import COOKIE, Session, SessionSigner
 
 KEY_PREFIX = "orch_"
 
@@ -76,8 +82,11 @@ class KeyRing:
             )
 
     async def verify(self, key: str) -> bool:
+        return await self.knows_hash(hash_key(key))
+
+    async def knows_hash(self, key_hash: str) -> bool:
         await self.refresh()
-        presented = hash_key(key).encode()
+        presented = key_hash.encode()
         match = False
         for known in self.hashes:  # no early exit: the time taken does not depend on which key matched
             match |= hmac.compare_digest(known.encode(), presented)
@@ -97,6 +106,18 @@ def bearer_token(header: str | None) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
+async def session_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Session | None:
+    """The console session of this request's cookie, if it is valid and its key still known."""
+    token = connection.cookies.get(COOKIE)
+    if not token:
+        return None
+    signer: SessionSigner = connection.app.state.sessions
+    session = signer.verify(token)
+    if session is None or not await connection.app.state.keyring.knows_hash(session.key_hash):
+        return None
+    return session
+
+
 async def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard of every /api/v1 route except /health."""
     keyring: KeyRing = connection.app.state.keyring
@@ -104,6 +125,8 @@ async def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], _: Bas
     if keyring.open:
         return
     header = connection.headers.get("authorization")
+    if header is None and connection.scope.get("method") in ("GET", "HEAD") and await session_of(connection):
+        return
     token = bearer_token(header)
     challenge = {"WWW-Authenticate": "Bearer"}
     if token is None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shlex
 import socket
 from pathlib import Path
 
 import msgspec
+import msgspec.structs
 import uvicorn
 from litestar import Litestar
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -25,6 +27,9 @@ from orch.store.sql import SQLStore, normalize_url
 from orch.tools import ToolRegistry
 from orch.server.app import API_PREFIX, create_app
 from orch.server.auth import NoApiKeyConfigured, env_keys
+from orch.server.cors import cors_config
+from orch.server.sessions import SessionSigner
+from orch.server.ui.rendering import PREFIX as CONSOLE
 
 CONFIG_ENV = "ORCH_SERVE_CONFIG"
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -61,6 +66,10 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, work
     if not (keys or env_keys() or stored or allow_unauthenticated):
         raise NoApiKeyConfigured("no API key is configured: create one with `orch keys create`, pass keys in "
                                  "ORCH_API_KEYS (comma-separated), or serve with --local (127.0.0.1, no keys)")
+    cors_config(settings.cors_origins)  # raises ValueError before anything is printed
+    SessionSigner(settings.session_secret)
+    if settings.session_secret is None and workers > 1:  # every worker must accept the others' cookies
+        settings = msgspec.structs.replace(settings, session_secret=secrets.token_urlsafe(32))
     print(banner(settings, _preload(settings), host=host, port=port,
                  authenticated=not allow_unauthenticated), flush=True)
     options = dict(host=host, port=port, log_level=log_level, timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
@@ -110,7 +119,8 @@ def banner(settings: Settings, report: LoadReport, *, host: str, port: int, auth
     shown = "localhost" if host in ("0.0.0.0", "::", "") else f"[{host}]" if ":" in host else host
     root = f"http://{shown}:{port}"
     base = root + API_PREFIX
-    lines = [f"Orchestration API: {base}   (OpenAPI UI: {root}/schema)",
+    lines = [f"Console: {root}{CONSOLE}" + ("" if not authenticated else "   (sign in with an API key)"),
+             f"Orchestration API: {base}   (OpenAPI UI: {root}/schema)",
              f"Graphs from {settings.graphs_dir}: {len(report.graphs)} loaded"
              + (f": {', '.join(sorted(report.graphs))}" if report.graphs else "")]
     for orch_id, problems in sorted(report.rejected.items()):

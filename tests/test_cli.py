@@ -43,12 +43,15 @@ def test_validate_reports_every_problem_and_exits_1(tmp_path: Path) -> None:
     ]
 
 
-def test_graph_renders_mermaid_and_dot() -> None:
+def test_graph_renders_mermaid_dot_and_svg() -> None:
     mermaid = orch("graph", "graphs/research_report.yaml", "--format", "mermaid")
     dot = orch("graph", "graphs/research_report.yaml", "--format", "dot")
-    assert mermaid.returncode == dot.returncode == 0
+    svg = orch("graph", "graphs/research_report.yaml", "--format", "svg")
+    assert mermaid.returncode == dot.returncode == svg.returncode == 0
     assert mermaid.stdout.startswith("flowchart TD\n") and '|"true"| s_step_publish' in mermaid.stdout
     assert dot.stdout.startswith('digraph "orch-research-report" {')
+    assert svg.stdout.startswith('<svg xmlns="http://www.w3.org/2000/svg" class="orch-graph"')
+    assert svg.stdout.count('class="step ') == 5 and svg.stdout.endswith("</svg>\n")
 
 
 def test_run_with_answers_then_list_and_show(tmp_path: Path) -> None:

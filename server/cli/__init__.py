@@ -65,6 +65,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_graph(args: argparse.Namespace) -> int:
     from orch.bootstrap import load_graphs
     from orch.definition.render import dot, mermaid
+    from orch.definition.render_svg import render_svg
     from orch.tools import ToolRegistry
 
     path = Path(args.file)
@@ -83,7 +84,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
             print(f"orch: no orchestration found in {args.file}", file=sys.stderr)
         return 1
     for g in chosen:
-        print(mermaid(g) if args.format == "mermaid" else dot(g), end="")
+        print(mermaid(g) if args.format == "mermaid" else dot(g) if args.format == "dot" else render_svg(g) + "\n",
+              end="")
     return 0
 
 
@@ -388,9 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("graph", help="print a graph as Mermaid or dot")
+    p = sub.add_parser("graph", help="print a graph as Mermaid, dot or SVG")
     p.add_argument("file")
-    p.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
+    p.add_argument("--format", choices=["mermaid", "dot", "svg"], default="mermaid")
     p.add_argument("--orchestration", help="which orchestration, when the file holds several")
     p.set_defaults(func=cmd_graph)
 

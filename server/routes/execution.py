@@ -17,7 +17,7 @@ from orch.run.results import RunResult
 from orch.server.context import Ctx, ServerContext
 from orch.server.errors import error_responses
 from orch.server.schemas import ResumeRequest, RunRequest
-from orch.server.sse import MEDIA_TYPE, event_stream
+from orch.server.sse import EVENT_STREAM, MEDIA_TYPE, event_stream
 
 IdempotencyKey = Annotated[
     str | None,
@@ -41,7 +41,7 @@ async def run_orchestration(ctx: Ctx, orch_id: FromPath[str], data: JSONBody[Run
     return await ctx.engine.wait(await start(ctx, orch_id, data, idempotency_key))
 
 
-@post("/{orch_id:str}/run/stream", status_code=200, media_type=MEDIA_TYPE, responses=START_ERRORS,
+@post("/{orch_id:str}/run/stream", status_code=200, media_type=MEDIA_TYPE, responses={**START_ERRORS, **EVENT_STREAM},
       summary="Start an orchestration and stream its events (SSE) until it pauses or ends")
 async def stream_orchestration(ctx: Ctx, orch_id: FromPath[str], data: JSONBody[RunRequest],
                                idempotency_key: IdempotencyKey = None) -> Stream:
@@ -55,7 +55,8 @@ async def resume_run(ctx: Ctx, run_id: FromPath[str], data: JSONBody[ResumeReque
     return await ctx.engine.wait(await ctx.engine.resume(run_id, data.response, idempotency_key=idempotency_key))
 
 
-@post("/runs/{run_id:str}/resume/stream", status_code=200, media_type=MEDIA_TYPE, responses=RESUME_ERRORS,
+@post("/runs/{run_id:str}/resume/stream", status_code=200, media_type=MEDIA_TYPE,
+      responses={**RESUME_ERRORS, **EVENT_STREAM},
       summary="Answer a paused run's gate and stream its events (SSE) until it pauses again or ends")
 async def stream_resume(ctx: Ctx, run_id: FromPath[str], data: JSONBody[ResumeRequest],
                         idempotency_key: IdempotencyKey = None) -> Stream:

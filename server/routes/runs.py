@@ -17,7 +17,7 @@ from orch.run.results import RunResult, iso
 from orch.server.context import Ctx
 from orch.server.errors import error_responses
 from orch.server.schemas import RunDetail, RunPage, RunStatus, RunSummary
-from orch.server.sse import MEDIA_TYPE, event_stream
+from orch.server.sse import EVENT_STREAM, MEDIA_TYPE, event_stream
 
 MAX_SEQ = 2**53  # beyond any real seq, and within what every database stores as an integer
 # Bounds are written gt=-1 rather than ge=0: Litestar leaves a zero bound out of the OpenAPI schema.
@@ -85,7 +85,7 @@ async def cancel_run(ctx: Ctx, run_id: FromPath[str]) -> RunResult:
     return await ctx.engine.cancel(run_id)
 
 
-@get("/{run_id:str}/events", media_type=MEDIA_TYPE, responses=error_responses(404),
+@get("/{run_id:str}/events", media_type=MEDIA_TYPE, responses={**error_responses(404), **EVENT_STREAM},
      summary="Every event of a run (SSE) after Last-Event-ID, then the live run until it pauses or ends")
 async def run_events(
     ctx: Ctx,

@@ -55,6 +55,7 @@ def test_a_graph_that_does_not_validate_is_logged_and_left_out(two_graphs: Setti
 
 def test_the_banner_says_how_to_call_the_server(two_graphs: Settings) -> None:
     text = banner(two_graphs, _preload(two_graphs), host="0.0.0.0", port=9000, authenticated=True)
+    assert text.startswith("Console: http://localhost:9000/ui   (sign in with an API key)\n")
     assert "Orchestration API: http://localhost:9000/api/v1" in text
     assert "1 loaded: orch-good" in text and "left out orch-bad, it does not validate:" in text
     assert "curl http://localhost:9000/api/v1/orchestrations \\\n    -H \"Authorization: Bearer YOUR_API_KEY\"" in text
