@@ -1,18 +1,23 @@
-"""The transform step: author Python run in a sandboxed subprocess over a copy of the state;
-what it assigns to `result` is the step's value."""
+"""The transform step: author Python run in a child process over a copy of the state, isolated
+where the machine allows (orch.sandbox); what it assigns to `result` is the step's value."""
 
 from __future__ import annotations
 
 from orch.definition.spec import StepBase, TransformStep
+from orch.errors import StepTimeout
 from orch.sandbox import TransformError, check_transform_syntax, run_transform
 from orch.steps.base import FieldReport, StepContext, StepKind, StepResult
 
 
 async def run_transform_step(ctx: StepContext) -> StepResult:
     s = ctx.step.spec
+    policy = ctx.services.transforms
     try:
-        result = await run_transform(s.transform_code or "", dict(ctx.state), limits=ctx.services.transform_limits)
-    except TransformError as exc:
+        if policy.sandbox is None:  # refused graphs are left out at load time; this is the backstop
+            raise TransformError(policy.refusal())
+        result = await run_transform(s.transform_code or "", dict(ctx.state), sandbox=policy.sandbox,
+                                     limits=ctx.services.transform_limits)
+    except (TransformError, StepTimeout) as exc:
         exc.step_id = s.id
         exc.message = f"step {s.id}: {exc.message}"
         exc.args = (exc.message,)
