@@ -10,6 +10,7 @@ from orch.definition.compile import CompiledGraph, compile_catalog
 from orch.errors import Problem
 from orch.definition.loader import Catalog, load_paths
 from orch.run.engine import Engine
+from orch.sandbox import TransformPolicy, refused_graphs
 from orch.services import build_services
 from orch.settings import Settings
 from orch.steps import spec_types
@@ -42,16 +43,26 @@ def load_graphs(paths: list[str | Path], tool_names: set[str], *,
     return report
 
 
+def refuse_transforms(report: LoadReport, policy: TransformPolicy) -> None:
+    """Move the orchestrations whose transforms `policy` refuses from the graphs to the rejected."""
+    for oid, problems in refused_graphs(report.graphs, policy).items():
+        del report.graphs[oid]
+        report.rejected[oid] = problems
+        report.problems.extend(problems)
+
+
 async def build_engine(settings: Settings, *, graphs: list[str | Path] | None = None,
                        executors: Mapping[str, Executor] | None = None, kinds: Mapping[str, StepKind] | None = None,
-                       recover: bool = True) -> tuple[Engine, LoadReport]:
-    services = build_services(settings)
+                       recover: bool = True, local: bool = True) -> tuple[Engine, LoadReport]:
+    """`local`: see `build_services`; a server with API keys passes False."""
+    services = build_services(settings, local=local)
     store = SQLStore(settings.database_url, synchronous=settings.sqlite_synchronous)
     engine = Engine(store, services, executors=executors, kinds=kinds)
     await engine.open()
     paths = graphs if graphs is not None else [settings.graphs_dir]
     existing = [p for p in paths if Path(p).exists()]
     report = load_graphs(existing, set(services.tools.names()), kinds=engine.kinds)
+    refuse_transforms(report, services.transforms)
     for graph in report.graphs.values():
         await engine.add_graph(graph)
     if recover:
