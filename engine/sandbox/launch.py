@@ -2,9 +2,9 @@
 
 Isolated, the process is bubblewrap's: it reports the PID of the sandbox's first process (PID 1
 of the sandbox's PID namespace) on an info pipe, and ending that process makes the kernel kill
-every process in the namespace; waiting on its pidfd tells when they are all gone. Unisolated,
-the transform leads a session of its own and the whole process group is killed when it ends;
-a process that starts another session escapes that (one reason this mode is for local use).
+every process in the namespace; its pidfd tells when they are all gone. Unisolated, the
+transform leads a process group of its own, killed when it ends; a process that starts another
+session escapes that (one reason this mode is for local use).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 import os
 import signal
 from dataclasses import dataclass
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 from orch.sandbox.bubblewrap import SANDBOX_ID, Runtime, bwrap_command, write_id_maps
 from orch.sandbox.child import CHILD_SOURCE, child_args
@@ -54,15 +54,19 @@ class Child:
         return returncode
 
     async def close(self) -> None:
-        """Kill whatever is left of the transform and return once it is all gone."""
-        if self.isolated:
-            await self._end_namespace()
+        """Kill whatever is left of the transform and return once it is all gone.
+
+        The process group holds the unisolated transform and what it forked; isolated, it holds
+        bubblewrap and the sandbox's PID 1 (even while bubblewrap is still setting up), whose
+        death ends the namespace: the transform leads a session of its own inside it.
+        """
         if self.proc.returncode is None or not self.isolated:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.isolated:
+            await self._end_namespace()
         await self.proc.wait()
-        if not self.isolated:
-            await _group_gone(self.proc.pid)
+        await _group_gone(self.proc.pid)
 
     async def _end_namespace(self) -> None:
         if self.pidfd is None:
@@ -83,9 +87,7 @@ async def start(sandbox: Sandbox, limits: TransformLimits, *, stdin: IO[bytes], 
     if sandbox.mode == "unisolated":
         program = [sandbox.runtime.executable, "-I", "-S", "-c", CHILD_SOURCE,
                    *child_args(limits, process_cap=False, become_uid=None)]
-        proc = await asyncio.create_subprocess_exec(*program, stdin=stdin, stdout=stdout, stderr=stderr,
-                                                    cwd=workdir, env=env, start_new_session=True)
-        return Child(proc, None, isolated=False)
+        return await _spawn(program, isolated=False, stdin=stdin, stdout=stdout, stderr=stderr, cwd=workdir, env=env)
     assert sandbox.bwrap is not None
     as_root = sandbox.transform_uid is not None
     program = [sandbox.runtime.executable, "-I", "-S", "-c", CHILD_SOURCE,
@@ -95,9 +97,8 @@ async def start(sandbox: Sandbox, limits: TransformLimits, *, stdin: IO[bytes], 
     try:
         cmd = bwrap_command(sandbox.bwrap, sandbox.runtime, program, limits=limits, info_fd=info_w,
                             userns_block_fd=block_r if as_root else None, covered=sandbox.covered, env=env)
-        proc = await asyncio.create_subprocess_exec(
-            *cmd, stdin=stdin, stdout=stdout, stderr=stderr, env=env, start_new_session=True,
-            pass_fds=(info_w, block_r) if as_root else (info_w,))
+        child = await _spawn(cmd, isolated=True, stdin=stdin, stdout=stdout, stderr=stderr, env=env,
+                             pass_fds=(info_w, block_r) if as_root else (info_w,))
     except BaseException:
         for fd in (info_r, block_w):
             if fd >= 0:
@@ -107,7 +108,6 @@ async def start(sandbox: Sandbox, limits: TransformLimits, *, stdin: IO[bytes], 
         for fd in (info_w, block_r):
             if fd >= 0:
                 os.close(fd)
-    child = Child(proc, None, isolated=True)
     try:
         pid = _child_pid(await asyncio.wait_for(_read_to_end(info_r), _SETUP_SECONDS))
         if pid is not None:
@@ -124,6 +124,20 @@ async def start(sandbox: Sandbox, limits: TransformLimits, *, stdin: IO[bytes], 
         if block_w >= 0:
             os.close(block_w)
     return child
+
+
+async def _spawn(argv: list[str], *, isolated: bool, **options: Any) -> Child:
+    """Start `argv` leading a process group of its own. A cancellation that arrives while it
+    starts lets the start finish, then ends the group: nothing is left half-started."""
+    spawning = asyncio.ensure_future(asyncio.create_subprocess_exec(*argv, start_new_session=True, **options))
+    try:
+        proc = await asyncio.shield(spawning)
+    except asyncio.CancelledError:
+        [started] = await asyncio.gather(spawning, return_exceptions=True)
+        if isinstance(started, asyncio.subprocess.Process):
+            await Child(started, None, isolated).close()
+        raise
+    return Child(proc, None, isolated)
 
 
 def _child_pid(info: bytes) -> int | None:
@@ -161,8 +175,8 @@ async def _read_to_end(fd: int) -> bytes:
 
 
 async def _group_gone(pgid: int, timeout: float = 5.0) -> None:
-    """Wait until the killed process group `pgid` has no process left (SIGKILL takes effect
-    asynchronously)."""
+    """Wait until the process group `pgid`, killed, has no process left (SIGKILL takes effect
+    asynchronously, and the PID 1 of a namespace exits only once all its processes are gone)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Iterator
 
 import pytest
 
@@ -31,12 +32,14 @@ def transform_processes() -> list[int]:
 
 
 @pytest.fixture(params=["isolated", "unisolated"])
-def sandbox(request: pytest.FixtureRequest) -> Sandbox:
+def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    """A sandbox of each mode; after the test, no transform process may be left."""
     if request.param == "isolated":
         require_isolation()
     policy = transform_policy(Settings(transform_isolation=request.param), local=False)
     assert policy.sandbox is not None and policy.mode == request.param
-    return policy.sandbox
+    yield policy.sandbox
+    assert transform_processes() == []
 
 
 async def test_result_is_computed_from_a_copy_of_state(sandbox: Sandbox) -> None:
@@ -150,6 +153,16 @@ async def test_cancellation_kills_the_child(sandbox: Sandbox) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert transform_processes() == []
+
+
+async def test_cancellation_while_the_process_starts_leaves_nothing(sandbox: Sandbox) -> None:
+    for delay in (0, 0, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032):
+        task = asyncio.create_task(run_transform("while True:\n    pass\n", {}, sandbox=sandbox))
+        await asyncio.sleep(delay)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert transform_processes() == [], f"left behind when cancelled after {delay}s"
 
 
 async def test_forked_processes_end_with_the_transform(sandbox: Sandbox) -> None:
