@@ -12,8 +12,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
-from orch.bootstrap import LoadReport, build_engine
-from orch.sandbox import left_out_because
+from orch.bootstrap import LoadReport, build_engine, left_out_because
 from orch.settings import Settings
 from orch.steps.base import Executor
 from orch.server.auth import KeyRing, env_keys, require_api_key

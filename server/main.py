@@ -19,8 +19,8 @@ import uvicorn
 from litestar import Litestar
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from orch.bootstrap import LoadReport, load_graphs, refuse_transforms
-from orch.sandbox import TransformPolicy, left_out_because, transform_policy
+from orch.bootstrap import LoadReport, left_out_because, load_graphs, refuse_transforms
+from orch.sandbox import TransformPolicy, transform_policy
 from orch.settings import Settings
 from orch.store.sql import SQLStore, normalize_url
 from orch.tools import ToolRegistry

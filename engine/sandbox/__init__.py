@@ -1,7 +1,6 @@
 """Running graph code that may be hostile, and every other child process, without lending it the server.
 
     isolation.py    which way transforms run here (isolated, unisolated, refused), decided at start
-    refusal.py      the orchestrations left out when transforms are refused
     transform.py    run one transform: job in, result out, nothing left behind
     launch.py       start its process (through bubblewrap or not) and end all of it
     bubblewrap.py   the sandbox's command line and the Python runtime bound into it
@@ -11,13 +10,14 @@
 """
 
 from orch.sandbox.environment import child_env
-from orch.sandbox.isolation import IsolationUnavailable, TransformPolicy, transform_limits, transform_policy
+from orch.sandbox.isolation import (
+    INSTALL_HINT, REFUSAL_CODE, IsolationUnavailable, TransformPolicy, transform_limits, transform_policy,
+)
 from orch.sandbox.launch import Sandbox
 from orch.sandbox.limits import TransformError, TransformLimits
-from orch.sandbox.refusal import REFUSAL_CODE, left_out_because, refused_graphs
 from orch.sandbox.transform import check_transform_syntax, run_transform
 
 __all__ = [
-    "REFUSAL_CODE", "IsolationUnavailable", "Sandbox", "TransformError", "TransformLimits", "TransformPolicy", "check_transform_syntax",
-    "child_env", "left_out_because", "refused_graphs", "run_transform", "transform_limits", "transform_policy",
+    "INSTALL_HINT", "REFUSAL_CODE", "IsolationUnavailable", "Sandbox", "TransformError", "TransformLimits",
+    "TransformPolicy", "check_transform_syntax", "child_env", "run_transform", "transform_limits", "transform_policy",
 ]

@@ -33,6 +33,7 @@ from orch.sandbox.transform import run_transform
 from orch.settings import Settings
 
 SETTING = "ORCH_TRANSFORM_ISOLATION"
+REFUSAL_CODE = "transform-not-isolated"  # the problem of an orchestration left out for its transforms
 INSTALL_HINT = f"install bubblewrap (Debian package `bubblewrap`), or set {SETTING}=unisolated to run them without isolation"
 # Run by the probe: the sandbox user, and a /proc that shows the sandbox's two processes only.
 _PROBE_CODE = "import os\nresult = [os.getuid(), len([p for p in os.listdir('/proc') if p.isdigit()]) <= 2]"

@@ -13,8 +13,7 @@ from orch.errors import Problem, RunNotFound
 from orch.definition.loader import broken_steps, decode_orchestration
 from orch.definition.render import dot, mermaid
 from orch.definition.spec import Orchestration
-from orch.sandbox import REFUSAL_CODE
-from orch.sandbox.isolation import INSTALL_HINT
+from orch.sandbox import INSTALL_HINT, REFUSAL_CODE
 from orch.server.context import Ctx, ServerContext
 from orch.server.errors import error_responses
 from orch.server.schemas import OrchestrationSummary, ValidationReport
