@@ -23,7 +23,7 @@ import orch
 
 # Custom executors are part of the public API (`orch.open_engine(..., executors=…)`), the
 # value they return is not exported by `orch` yet: the one import from inside the package.
-from orch.steps.base import StepResult
+from orch import StepResult
 
 LANGGRAPH, PYDANTIC_GRAPH = "LangGraph", "pydantic-graph"
 _PEER_MODULES = {LANGGRAPH: ("langgraph.graph", "langgraph.types", "langgraph.checkpoint.sqlite"),

@@ -23,12 +23,18 @@ from orch.definition.compile import CompiledGraph, CompileResult, compile_catalo
 from orch.definition.loader import Catalog, load_paths, load_text
 from orch.errors import (
     CostLimitExceeded, DefinitionError, EngineError, GateTimeout, IdempotencyConflict, InvalidAnswer, InvalidInput,
-    NotPaused, Problem, ProviderError, RunError, RunNotFound, RunStateError, RunTimeout, StateWriteError,
+    NotPaused, Problem, ProviderError, RunError, RunFenced, RunNotFound, RunStateError, RunTimeout, StateWriteError,
     StepFailed, StepTimeout, ToolError, TurnLimitExceeded,
 )
 from orch.run.engine import Engine
+from orch.run.model import Checkpoint, Gate, Run, RunStatus, StepRecord
 from orch.run.results import HistoryEntry, HumanInput, RunResult
+from orch.sandbox import TransformPolicy, run_transform, transform_policy
 from orch.settings import Settings
+from orch.steps.base import StepContext, StepKind, StepResult
+from orch.store.base import RunStore
+from orch.store.memory import MemoryStore
+from orch.store.sql import SQLStore
 
 
 def load(paths: list[str | Path], *, tools: set[str] | None = None) -> LoadReport:
@@ -42,7 +48,10 @@ def load(paths: list[str | Path], *, tools: set[str] | None = None) -> LoadRepor
 __all__ = [
     "Catalog", "CompileResult", "CompiledGraph", "CostLimitExceeded", "DefinitionError", "Engine", "EngineError",
     "GateTimeout", "HistoryEntry", "HumanInput", "IdempotencyConflict", "InvalidAnswer", "InvalidInput", "LoadReport",
+    "StepResult",
     "NotPaused", "Problem", "ProviderError", "RunError", "RunNotFound", "RunResult", "RunStateError", "RunTimeout",
     "Settings", "StateWriteError", "StepFailed", "StepTimeout", "ToolError", "TurnLimitExceeded", "compile", "load",
     "load_paths", "load_text", "open_engine",
+    "Checkpoint", "Gate", "MemoryStore", "Run", "RunFenced", "RunStatus", "RunStore", "SQLStore", "StepContext",
+    "StepKind", "StepRecord", "TransformPolicy", "run_transform", "transform_policy",
 ]

@@ -10,10 +10,12 @@ from orch.definition.compile import CompiledGraph, compile_catalog
 from orch.errors import Problem
 from orch.definition.loader import Catalog, load_paths
 from orch.run.engine import Engine
+from orch.sandbox import INSTALL_HINT, REFUSAL_CODE, TransformPolicy
 from orch.services import build_services
 from orch.settings import Settings
 from orch.steps import spec_types
 from orch.steps.base import Executor, StepKind
+from orch.steps.transform import transform_users
 from orch.store.sql import SQLStore
 
 
@@ -42,16 +44,41 @@ def load_graphs(paths: list[str | Path], tool_names: set[str], *,
     return report
 
 
+def refuse_transforms(report: LoadReport, policy: TransformPolicy) -> None:
+    """When `policy` refuses transforms, move the orchestrations that run transform code, directly
+    or through a sub-orchestration, from the graphs to the rejected: otherwise they would load
+    and fail later."""
+    if policy.mode != "refused":
+        return
+    for oid, steps in transform_users(report.graphs).items():
+        graph = report.graphs.pop(oid)
+        problems = [Problem(REFUSAL_CODE, policy.refusal() if child is None else
+                            f"step {sid} runs orchestration '{child}', which has transform steps; {policy.refusal()}",
+                            file=graph.file, step_id=sid, hint=INSTALL_HINT, orchestration_id=oid)
+                    for sid, child in steps]
+        report.rejected[oid] = problems
+        report.problems.extend(problems)
+
+
+def left_out_because(problems: list[Problem]) -> str:
+    """How the banner and the log say why an orchestration was left out."""
+    if problems and all(p.code == REFUSAL_CODE for p in problems):
+        return "its transforms cannot run on this server"
+    return "it does not validate"
+
+
 async def build_engine(settings: Settings, *, graphs: list[str | Path] | None = None,
                        executors: Mapping[str, Executor] | None = None, kinds: Mapping[str, StepKind] | None = None,
-                       recover: bool = True) -> tuple[Engine, LoadReport]:
-    services = build_services(settings)
+                       recover: bool = True, local: bool = True) -> tuple[Engine, LoadReport]:
+    """`local`: see `build_services`; a server with API keys passes False."""
+    services = build_services(settings, local=local)
     store = SQLStore(settings.database_url, synchronous=settings.sqlite_synchronous)
     engine = Engine(store, services, executors=executors, kinds=kinds)
     await engine.open()
     paths = graphs if graphs is not None else [settings.graphs_dir]
     existing = [p for p in paths if Path(p).exists()]
     report = load_graphs(existing, set(services.tools.names()), kinds=engine.kinds)
+    refuse_transforms(report, services.transforms)
     for graph in report.graphs.values():
         await engine.add_graph(graph)
     if recover:

@@ -1,4 +1,5 @@
-"""What executors may use, built in one place and passed in: providers, tools, prices, limits."""
+"""What executors may use, built in one place and passed in: providers, tools, prices, limits,
+and the way transforms run."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from orch.cost import PriceTable
 from orch.errors import ProviderError
 from orch.providers.base import Provider
-from orch.sandbox import TransformLimits
+from orch.sandbox import TransformLimits, TransformPolicy, transform_limits, transform_policy
 from orch.settings import Settings
 from orch.tools import ToolRegistry
 
@@ -23,6 +24,7 @@ class Services:
     providers: Mapping[str, Provider]
     tools: ToolRegistry
     prices: PriceTable
+    transforms: TransformPolicy
     transform_limits: TransformLimits = TransformLimits()
     engine: "Engine | None" = field(default=None, repr=False)  # set by the Engine (sub-orchestrations)
 
@@ -44,7 +46,9 @@ class Services:
 
 
 def build_services(settings: Settings, *, providers: Mapping[str, Provider] | None = None,
-                   tools: ToolRegistry | None = None, **extra: Any) -> Services:
+                   tools: ToolRegistry | None = None, local: bool = True, **extra: Any) -> Services:
+    """`local`: whoever supplies the graphs runs their own code (the CLI, the engine as a
+    library, `orch serve --local`); a server with API keys passes False (see orch.sandbox)."""
     from orch.providers import build_providers
 
     registry = tools or ToolRegistry.with_builtins()
@@ -57,7 +61,7 @@ def build_services(settings: Settings, *, providers: Mapping[str, Provider] | No
         providers=providers if providers is not None else build_providers(settings),
         tools=registry,
         prices=prices,
-        transform_limits=TransformLimits(timeout_seconds=settings.transform_timeout_seconds,
-                                         memory_mb=settings.transform_memory_mb),
+        transforms=transform_policy(settings, local=local),
+        transform_limits=transform_limits(settings),
         **extra,
     )

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import msgspec
+
+_LISTS = ("tool_modules", "child_env_passthrough", "cors_origins")  # comma-separated in the environment
+
+
+class SettingsError(ValueError):
+    """An ORCH_* variable or flag holds a value its setting cannot take."""
 
 
 class Settings(msgspec.Struct, kw_only=True):
@@ -24,12 +31,19 @@ class Settings(msgspec.Struct, kw_only=True):
     allow_http_transforms: bool = False
     lease_seconds: float = 30.0
     transform_timeout_seconds: float = 10.0
+    transform_cpu_seconds: int = 10
     transform_memory_mb: int = 512
     # Browser access: origins allowed to call the API from their pages (CORS, none by default),
     # and the key that signs console sign-in cookies (random per start when not given; give
     # one to keep people signed in across restarts, and the same to every server).
     cors_origins: list[str] = []
     session_secret: str | None = None
+    transform_max_processes: int = 16  # threads count too; enforced only when isolated
+    # auto: isolated where bubblewrap works, else unisolated only in local mode (docs/security.md)
+    transform_isolation: Literal["auto", "isolated", "unisolated"] = "auto"
+    transform_bwrap: str = "bwrap"  # the bubblewrap command
+    transform_uid: int = 65534  # the unprivileged id transforms run as when the server runs as root
+    child_env_passthrough: list[str] = []  # variables a child process (an MCP server) may inherit
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> "Settings":
@@ -39,7 +53,7 @@ class Settings(msgspec.Struct, kw_only=True):
             raw = env.get("ORCH_" + name.upper())
             if raw is None:
                 continue
-            if name in ("tool_modules", "cors_origins"):
+            if name in _LISTS:
                 values[name] = [m.strip() for m in raw.split(",") if m.strip()]
             else:
                 values[name] = raw
@@ -48,7 +62,12 @@ class Settings(msgspec.Struct, kw_only=True):
         if "ANTHROPIC_API_KEY" in env and "anthropic_api_key" not in values:
             values["anthropic_api_key"] = env["ANTHROPIC_API_KEY"]
         values.update({k: v for k, v in overrides.items() if v is not None})
-        settings = msgspec.convert(values, cls, strict=False)
+        try:
+            settings = msgspec.convert(values, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            message, _, where = str(exc).partition(" - at `$.")
+            name = where.rstrip("`").split(".")[0].split("[")[0]
+            raise SettingsError(f"ORCH_{name.upper()}: {message}" if name else message) from None
         if settings.database_url.startswith("sqlite:///"):
             Path(settings.database_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         return settings

@@ -11,7 +11,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from orch.bootstrap import LoadReport, build_engine
+from orch.bootstrap import LoadReport, build_engine, left_out_because
 from orch.settings import Settings
 from orch.steps.base import Executor
 from orch.server.auth import KeyRing, env_keys, require_api_key
@@ -41,12 +41,14 @@ def create_app(settings: Settings, *, api_keys: list[str] | None = None, allow_u
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        engine, report = await build_engine(settings, executors=executors, recover=False)
+        engine, report = await build_engine(settings, executors=executors, recover=False, local=allow_unauthenticated)
         try:
             keyring = KeyRing(keys, engine.store.api_key_hashes, allow_unauthenticated=allow_unauthenticated)
             await keyring.require_some_key()
             if keyring.open:
                 log.warning("local mode: every request is accepted, no API key needed")
+            transforms = engine.services.transforms
+            log.log(logging.INFO if transforms.mode == "isolated" else logging.WARNING, "%s", transforms.summary)
             log_report(report)
             await engine.recover()
             app.state.keyring = keyring
@@ -85,7 +87,7 @@ def create_app(settings: Settings, *, api_keys: list[str] | None = None, allow_u
 
 def log_report(report: LoadReport) -> None:
     for orch_id, problems in sorted(report.rejected.items()):
-        log.warning("orchestration %s left out, it does not validate:\n%s", orch_id,
+        log.warning("orchestration %s left out, %s:\n%s", orch_id, left_out_because(problems),
                     "\n".join(f"  {p}" for p in problems))
     for problem in report.problems:
         if problem.severity == "error" and problem.orchestration_id not in report.rejected:

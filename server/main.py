@@ -21,7 +21,8 @@ import uvicorn
 from litestar import Litestar
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from orch.bootstrap import LoadReport, load_graphs
+from orch.bootstrap import LoadReport, left_out_because, load_graphs, refuse_transforms
+from orch.sandbox import TransformPolicy, transform_policy
 from orch.settings import Settings
 from orch.store.sql import SQLStore, normalize_url
 from orch.tools import ToolRegistry
@@ -53,7 +54,8 @@ def app_from_env() -> Litestar:
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           api_keys: list[str] | None = None, allow_unauthenticated: bool = False, log_level: str = "info") -> None:
     """Run the API until interrupted. Raises NoApiKeyConfigured before listening when no key exists
-    and unauthenticated use was not allowed."""
+    and unauthenticated use was not allowed, and IsolationUnavailable when transforms must be
+    isolated and cannot be."""
     keys = list(api_keys or [])
     if allow_unauthenticated and host not in LOOPBACK:
         raise ValueError(f"--local accepts requests without an API key, so it serves only on this machine "
@@ -70,8 +72,9 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, work
     SessionSigner(settings.session_secret)
     if settings.session_secret is None and workers > 1:  # every worker must accept the others' cookies
         settings = msgspec.structs.replace(settings, session_secret=secrets.token_urlsafe(32))
-    print(banner(settings, _preload(settings), host=host, port=port,
-                 authenticated=not allow_unauthenticated), flush=True)
+    transforms = transform_policy(settings, local=allow_unauthenticated)
+    print(banner(settings, _preload(settings, transforms), host=host, port=port,
+                 authenticated=not allow_unauthenticated, transforms=transforms), flush=True)
     options = dict(host=host, port=port, log_level=log_level, timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
     if workers == 1:
         app = create_app(settings, api_keys=keys, allow_unauthenticated=allow_unauthenticated)
@@ -106,16 +109,20 @@ async def _stored_key_hashes(settings: Settings) -> list[str]:
         await store.close()
 
 
-def _preload(settings: Settings) -> LoadReport:
+def _preload(settings: Settings, transforms: TransformPolicy | None = None) -> LoadReport:
     """The graphs as the server will load them (for the banner; each worker loads its own)."""
     tools = ToolRegistry.with_builtins()
     for module in settings.tool_modules:
         tools.load_module(module)
     paths: list[str | Path] = [p for p in [settings.graphs_dir] if Path(p).exists()]
-    return load_graphs(paths, set(tools.names()))
+    report = load_graphs(paths, set(tools.names()))
+    if transforms is not None:
+        refuse_transforms(report, transforms)
+    return report
 
 
-def banner(settings: Settings, report: LoadReport, *, host: str, port: int, authenticated: bool) -> str:
+def banner(settings: Settings, report: LoadReport, *, host: str, port: int, authenticated: bool,
+           transforms: TransformPolicy | None = None) -> str:
     shown = "localhost" if host in ("0.0.0.0", "::", "") else f"[{host}]" if ":" in host else host
     root = f"http://{shown}:{port}"
     base = root + API_PREFIX
@@ -124,8 +131,10 @@ def banner(settings: Settings, report: LoadReport, *, host: str, port: int, auth
              f"Graphs from {settings.graphs_dir}: {len(report.graphs)} loaded"
              + (f": {', '.join(sorted(report.graphs))}" if report.graphs else "")]
     for orch_id, problems in sorted(report.rejected.items()):
-        lines.append(f"  left out {orch_id}, it does not validate:")
+        lines.append(f"  left out {orch_id}, {left_out_because(problems)}:")
         lines.extend(f"    {p}" for p in problems)
+    if transforms is not None:
+        lines.append(transforms.summary[0].upper() + transforms.summary[1:])
     auth = ' \\\n    -H "Authorization: Bearer YOUR_API_KEY"' if authenticated else ""
     example = EXAMPLE_GRAPH if EXAMPLE_GRAPH in report.graphs else min(report.graphs, default=EXAMPLE_GRAPH)
     lines += [

@@ -109,3 +109,5 @@ class Health(msgspec.Struct, kw_only=True):
     graphs: int
     rejected: int
     db: str
+    # How transform code runs here (docs/security.md): in a sandbox, as the server's user, or not at all.
+    transforms: Literal["isolated", "unisolated", "refused"]

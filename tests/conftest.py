@@ -1,7 +1,8 @@
 """Shared fixtures: stores on SQLite files and on the PostgreSQL server, and engines over them.
 
 PostgreSQL tests need the server on 127.0.0.1:5432 (database `test`). Locally they skip when it
-is not reachable; with ORCH_REQUIRE_POSTGRES=1 (set by .ci/run) they fail instead.
+is not reachable; with ORCH_REQUIRE_POSTGRES=1 (set by .ci/run) they fail instead. Likewise the
+tests of isolated transforms need bubblewrap, and fail without it when ORCH_REQUIRE_ISOLATION=1.
 """
 
 from __future__ import annotations
@@ -45,6 +46,30 @@ def pg_schema_url() -> tuple[str, Callable[[], None]]:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
     return f"{PG_BASE}?options=-csearch_path%3D{schema}", drop
+
+
+def isolation_missing() -> str | None:
+    """Why transforms cannot be isolated on this machine, or None when they can."""
+    from orch.sandbox import transform_policy
+    from orch.settings import Settings
+
+    policy = transform_policy(Settings(), local=False)
+    return None if policy.mode == "isolated" else f"transforms cannot be isolated here: {policy.reason}"
+
+
+def require_isolation() -> None:
+    """Skip the calling test where transforms cannot be isolated (fail under ORCH_REQUIRE_ISOLATION=1)."""
+    reason = isolation_missing()
+    if reason:
+        if os.environ.get("ORCH_REQUIRE_ISOLATION") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+def isolation_for_tests() -> str:
+    """The `transform_isolation` for tests that are not about isolation: transforms run isolated
+    where they can, and unisolated elsewhere rather than being refused."""
+    return "auto" if isolation_missing() is None else "unisolated"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

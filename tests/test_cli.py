@@ -16,9 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 ORCH = [sys.executable, "-m", "orch.server.cli"]
 
 
-def orch(*args: str, cwd: Path = ROOT, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def orch(*args: str, cwd: Path = ROOT, stdin: str = "", env: dict[str, str] | None = None,
+         ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*ORCH, *args], cwd=cwd, capture_output=True, text=True, input=stdin, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
 
 
 def test_validate_lists_each_graph_and_exits_0() -> None:
@@ -156,3 +157,16 @@ def test_local_mode_refuses_to_listen_beyond_this_machine() -> None:
     out = orch("serve", "--local", "--host", "0.0.0.0", "--port", "1")
     assert out.returncode == 2
     assert "--local accepts requests without an API key, so it serves only on this machine" in out.stderr
+
+
+def test_run_says_when_transforms_run_unisolated(tmp_path: Path) -> None:
+    graph = tmp_path / "double.yaml"
+    graph.write_text("id: double\nname: Double\nsteps:\n"
+                     "  - {id: t, type: transform, transform_code: 'result = int(state[\"user_input\"]) * 2', output_key: out}\n")
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    out = orch("run", str(graph), "-m", "21", "--db", db, env={"ORCH_TRANSFORM_BWRAP": "/nonexistent/bwrap"})
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.splitlines() == [
+        "orch: transforms run unisolated (bubblewrap is not installed: no `/nonexistent/bwrap` command); local mode: "
+        "graph code runs as your user, with your files and your network"]
+    assert re.search(r"run \S+: completed", out.stdout)

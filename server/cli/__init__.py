@@ -270,6 +270,9 @@ async def _run(args: argparse.Namespace) -> int:
             print(f"orch: no runnable orchestration in {args.file}", file=sys.stderr)
             return 1
         graph = mine[0]
+        transforms = engine.services.transforms
+        if transforms.mode != "isolated" and any(s.type == "transform" for s in graph.steps.values()):
+            print(f"orch: {transforms.summary}", file=sys.stderr)
         progress = Progress(verbose=args.verbose)
         print(f"running {graph.id} ({graph.orchestration.name}) on {settings.database_url}")
         # A text key takes the text as typed; other values are read as JSON where they parse.
@@ -354,6 +357,7 @@ async def _keys(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from orch.sandbox import IsolationUnavailable
     from orch.server.auth import NoApiKeyConfigured
     from orch.server.main import serve
 
@@ -363,7 +367,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         serve(settings, host=host, port=args.port, workers=args.workers, api_keys=keys,
               allow_unauthenticated=args.local)
-    except (NoApiKeyConfigured, ValueError) as exc:
+    except (NoApiKeyConfigured, IsolationUnavailable, ValueError) as exc:
         print(f"orch: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -428,9 +432,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from orch.sandbox import IsolationUnavailable
+    from orch.settings import SettingsError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except (SettingsError, IsolationUnavailable) as exc:
+        print(f"orch: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -18,5 +18,5 @@ async def health(ctx: Ctx) -> Response[Health]:
     except Exception as exc:  # noqa: BLE001 - reported, not raised: this is the health check
         db = f"error: {type(exc).__name__}"
     body = Health(status="ok" if db == "ok" else "unavailable", graphs=len(ctx.engine.graphs),
-                  rejected=len(ctx.report.rejected), db=db)
+                  rejected=len(ctx.report.rejected), db=db, transforms=ctx.engine.services.transforms.mode)
     return Response(body, status_code=200 if db == "ok" else 503)

@@ -13,6 +13,7 @@ from orch.errors import Problem, RunNotFound
 from orch.definition.loader import broken_steps, decode_orchestration
 from orch.definition.render import dot, mermaid
 from orch.definition.spec import Orchestration
+from orch.sandbox import INSTALL_HINT, REFUSAL_CODE
 from orch.server.context import Ctx, ServerContext
 from orch.server.errors import error_responses
 from orch.server.schemas import OrchestrationSummary, ValidationReport
@@ -59,8 +60,20 @@ async def validate_definition(ctx: Ctx, data: JSONBody[dict[str, Any]]) -> Valid
     return ValidationReport(valid=not any(p.severity == "error" for p in problems), problems=problems)
 
 
+def transform_problems(ctx: ServerContext, raw: dict[str, Any]) -> list[Problem]:
+    """Transform steps of a definition sent over HTTP: refused unless the operator allows them
+    and this server can run them."""
+    transforms = ctx.engine.services.transforms
+    if not ctx.settings.allow_http_transforms:
+        return transforms_refused(raw, "transform-not-allowed", "transform steps are not accepted over HTTP",
+                                  "the operator can allow them with ORCH_ALLOW_HTTP_TRANSFORMS=true")
+    if transforms.mode == "refused":
+        return transforms_refused(raw, REFUSAL_CODE, transforms.refusal(), INSTALL_HINT)
+    return []
+
+
 def check_definition(ctx: ServerContext, raw: dict[str, Any]) -> list[Problem]:
-    problems = transforms_refused(raw) if not ctx.settings.allow_http_transforms else []
+    problems = transform_problems(ctx, raw)
     orch, found = decode_orchestration(raw, POSTED, step_types=spec_types(ctx.engine.kinds))
     problems.extend(found)
     if orch is None:
@@ -75,13 +88,12 @@ def check_definition(ctx: ServerContext, raw: dict[str, Any]) -> list[Problem]:
     return problems
 
 
-def transforms_refused(raw: dict[str, Any]) -> list[Problem]:
+def transforms_refused(raw: dict[str, Any], code: str, message: str, hint: str) -> list[Problem]:
+    """One problem per transform step of a posted definition."""
     steps, orch_id = raw.get("steps"), raw.get("id")
     return [
-        Problem("transform-not-allowed", "transform steps are not accepted over HTTP",
-                step_id=s.get("id") if isinstance(s.get("id"), str) else None, path=f"$.steps[{i}].type",
-                hint="the operator can allow them with ORCH_ALLOW_HTTP_TRANSFORMS=true",
-                orchestration_id=orch_id if isinstance(orch_id, str) else None)
+        Problem(code, message, step_id=s.get("id") if isinstance(s.get("id"), str) else None,
+                path=f"$.steps[{i}].type", hint=hint, orchestration_id=orch_id if isinstance(orch_id, str) else None)
         for i, s in enumerate(steps if isinstance(steps, list) else [])
         if isinstance(s, dict) and s.get("type") == "transform"
     ]

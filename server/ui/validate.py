@@ -19,7 +19,7 @@ from orch.definition.render_svg import render_svg
 from orch.definition.source_lines import SourceLines
 from orch.errors import Problem
 from orch.server.context import Ctx, ServerContext
-from orch.server.routes.orchestrations import transforms_refused
+from orch.server.routes.orchestrations import transform_problems
 from orch.server.ui.orchestrations import Located
 from orch.server.ui.rendering import render
 
@@ -55,7 +55,7 @@ def check_text(ctx: ServerContext, text: str, file: str) -> Outcome:
     known = ctx.report.catalog
     agents = {aid: a.spec for aid, a in (known.agents.items() if known else ())}
     agents.update({aid: a.spec for aid, a in catalog.agents.items()})
-    refused = [] if ctx.settings.allow_http_transforms else _transforms(text, file)
+    refused = _transforms(ctx, text, file)
     checked = []
     for n, (oid, loaded) in enumerate(catalog.orchestrations.items()):
         result = compile_orchestration(loaded, agents, tools=set(ctx.engine.services.tools.names()),
@@ -67,8 +67,8 @@ def check_text(ctx: ServerContext, text: str, file: str) -> Outcome:
     return Outcome(file, [Located(p, lines.of_problem(p)) for p in catalog.problems], checked)
 
 
-def _transforms(text: str, file: str) -> list[Problem]:
-    """Transform steps, refused over HTTP as the validate endpoint of the API refuses them."""
+def _transforms(ctx: ServerContext, text: str, file: str) -> list[Problem]:
+    """Transform steps, refused as the validate endpoint of the API refuses them."""
     doc, _ = parse_text(text, file)
     if not isinstance(doc, dict):
         return []
@@ -78,7 +78,7 @@ def _transforms(text: str, file: str) -> list[Problem]:
         if isinstance(raw, dict):
             prefix = f"$.orchestrations[{i}]." if listed is not None else "$."
             found += [msgspec.structs.replace(p, file=file, path=(p.path or "$").replace("$.", prefix, 1))
-                      for p in transforms_refused(raw)]
+                      for p in transform_problems(ctx, raw)]
     return found
 
 

@@ -13,6 +13,7 @@ import pytest
 from orch.bootstrap import build_engine
 from orch.settings import Settings
 from orch.tools import BUILTIN_TOOLS, ToolRegistry
+from tests.conftest import isolation_missing
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).with_name("golden") / "research_report.json"
@@ -35,6 +36,9 @@ async def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'runs.db'}", sandbox_root=str(tmp_path / "sandbox"))
     engine, report = await build_engine(settings, graphs=[ROOT / "graphs"])
     assert not report.rejected and not [p for p in report.problems if p.severity == "error"]
+    # The examples' transforms run isolated wherever they can (always in CI), as on a server.
+    if isolation_missing() is None or os.environ.get("ORCH_REQUIRE_ISOLATION") == "1":
+        assert engine.services.transforms.mode == "isolated"
     yield engine
     await engine.close()
 

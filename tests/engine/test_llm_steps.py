@@ -18,6 +18,7 @@ from orch.events import AgentTurn, Event, RoutingDecision, ToolExecution, ToolRe
 from orch.providers import AnthropicProvider, OfflineProvider, OpenAICompatProvider
 from orch.providers.base import Usage
 from orch.providers.openai_compat import parse_arguments
+from orch.sandbox import transform_policy
 from orch.services import Services
 from orch.settings import Settings
 from orch.definition.spec import (
@@ -109,8 +110,9 @@ def server(module_server: FakeLLMServer) -> FakeLLMServer:
 
 @pytest.fixture(params=["openai", "anthropic"])
 async def services(request: pytest.FixtureRequest, server: FakeLLMServer, tmp_path: Path) -> AsyncIterator[Services]:
+    settings = Settings(default_provider=request.param, default_model=MODEL, sandbox_root=str(tmp_path))
     built = Services(
-        settings=Settings(default_provider=request.param, default_model=MODEL, sandbox_root=str(tmp_path)),
+        settings=settings,
         providers={
             "openai": OpenAICompatProvider(server.openai_base_url, "sk-test"),
             "anthropic": AnthropicProvider("ak-test", base_url=server.anthropic_base_url),
@@ -118,6 +120,7 @@ async def services(request: pytest.FixtureRequest, server: FakeLLMServer, tmp_pa
         },
         tools=ToolRegistry.with_builtins(),
         prices=PRICES,
+        transforms=transform_policy(settings, local=True),
     )
     yield built
     await built.aclose()

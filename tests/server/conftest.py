@@ -15,6 +15,7 @@ import uvicorn
 
 from orch.settings import Settings
 from orch.server.app import create_app
+from tests.conftest import isolation_for_tests
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "test-key-0123456789"
@@ -56,7 +57,7 @@ class LiveServer:
 
 def make_settings(directory: Path) -> Settings:
     return Settings(database_url=f"sqlite:///{directory}/orch.db", graphs_dir=str(ROOT / "graphs"),
-                    sandbox_root=str(directory / "sandbox"))
+                    sandbox_root=str(directory / "sandbox"), transform_isolation=isolation_for_tests())
 
 
 @pytest.fixture

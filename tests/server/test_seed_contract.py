@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import requests
 
+from tests.conftest import isolation_missing
 from tests.server.conftest import API_KEY, LiveServer
 
 GATE = {
@@ -134,7 +135,8 @@ def test_runs_are_listed_newest_first_in_pages(api: httpx.Client) -> None:
 def test_health_is_open(live: LiveServer) -> None:
     response = httpx.get(live.url + "/api/v1/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "graphs": 7, "rejected": 0, "db": "ok"}
+    transforms = "unisolated" if isolation_missing() else "isolated"
+    assert response.json() == {"status": "ok", "graphs": 7, "rejected": 0, "db": "ok", "transforms": transforms}
 
 
 SEED_EXAMPLE = '''
