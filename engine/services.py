@@ -3,9 +3,9 @@ and the way transforms run."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from orch.cost import PriceTable
 from orch.errors import ProviderError
@@ -14,8 +14,6 @@ from orch.sandbox import TransformLimits, TransformPolicy, transform_limits, tra
 from orch.settings import Settings
 from orch.tools import ToolRegistry
 
-if TYPE_CHECKING:
-    from orch.run.engine import Engine
 
 
 @dataclass
@@ -26,7 +24,6 @@ class Services:
     prices: PriceTable
     transforms: TransformPolicy
     transform_limits: TransformLimits = TransformLimits()
-    engine: "Engine | None" = field(default=None, repr=False)  # set by the Engine (sub-orchestrations)
 
     def provider_for(self, provider: str | None, model: str | None) -> tuple[Provider, str]:
         """The provider and model a step uses: step/agent overrides, else the configured default."""

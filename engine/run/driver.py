@@ -6,24 +6,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING, Any, Coroutine, Mapping
+from typing import Any, Coroutine, Mapping
 
 import msgspec
 
-from orch.run import scheduler
-from orch.definition.compile import CompiledGraph, CompiledStep
 from orch.cost import format_cost_limit_message
-from orch.errors import CostLimitExceeded, EngineError, RunError, RunTimeout, StepFailed, TurnLimitExceeded
+from orch.definition.compiled import CompiledGraph, CompiledStep
+from orch.errors import CostLimitExceeded, EngineError, RunError, RunFenced, RunTimeout, StepFailed, TurnLimitExceeded
 from orch.events import (
     Done, Event, HumanInputRequired, LoopLimitReached, OrchestrationComplete, OrchestrationError, RunEvents,
     StepComplete, StepError, StepStart, preview,
 )
+from orch.run import scheduler
+from orch.run.host import RunHost
+from orch.run.model import Checkpoint, Gate, Run, RunStatus, StepRecord
 from orch.run.results import HistoryRow, RunResult, build_result, history_rows
 from orch.run.scheduler import Frontier, Token
 from orch.run.stepctx import StepCtx, _Finished, execute_step
 from orch.steps.base import NO_OUTPUT, Executor, StepResult
-from orch.errors import RunFenced
-from orch.run.model import Checkpoint, Gate, Run, RunStatus, StepRecord
 
 # Events reach live subscribers before they are committed (with the step that emitted them),
 # at most this many ahead of the stored ones (orch.events.RunEvents); a full backlog is
@@ -31,24 +31,24 @@ from orch.run.model import Checkpoint, Gate, Run, RunStatus, StepRecord
 # its events from the last stored one plus this, so no number seen live is reused.
 LIVE_EVENTS = 1000
 
-if TYPE_CHECKING:
-    from orch.run.engine import Engine
 
 _json = msgspec.json.Encoder()
 
 
 class RunDriver:
-    def __init__(self, engine: "Engine", graph: CompiledGraph, run: Run, *, state: dict[str, Any],
+    def __init__(self, host: RunHost, graph: CompiledGraph, run: Run, *, state: dict[str, Any],
                  frontier: Frontier, step_count: int, epoch: int, executed: int = 0) -> None:
-        self.engine = engine
-        self.store = engine.store
+        self.host = host
+        self.store = host.store
+        self.services = host.services
+        self.children = host.children
         self.graph = graph
         self.run_id: str = run.id
         self.state = state
         self.frontier = frontier
         self.step_count = step_count  # step records written so far (their idx)
         self.epoch = epoch
-        self.events = RunEvents(engine.hub, self.run_id, run.last_seq, LIVE_EVENTS)
+        self.events = RunEvents(host.hub, self.run_id, run.last_seq, LIVE_EVENTS)
         self.cost: float = run.cost_usd
         self.turns: int = run.turns
         self.active_seconds: float = run.active_seconds
@@ -66,7 +66,6 @@ class RunDriver:
         self._tasks: dict[asyncio.Task[_Finished], Token] = {}
         self._ready: list[tuple[Token, CompiledStep, StepCtx]] = []  # started, not yet running
         self._contexts: dict[int, StepCtx] = {}
-        self._executors: Mapping[str, Executor] = engine.executors
         self._event_flush: asyncio.Task[None] | None = None
 
     # -- events and cost ---------------------------------------------------------------------
@@ -207,6 +206,9 @@ class RunDriver:
         started = time.time()
         result, error = await self.execute_step(step, ctx)
         return _Finished(token, step, iteration, started, time.time(), result, error, ctx.turns, ctx.cost, ctx)
+
+    def executor_for(self, step: CompiledStep) -> Executor:
+        return self.host.executor_for(step)
 
     async def execute_step(self, step: CompiledStep, ctx: StepCtx) -> tuple[StepResult | None, EngineError | None]:
         return await execute_step(self, step, ctx)
@@ -365,8 +367,7 @@ class RunDriver:
             self.turns -= 1
             if gate.child_run_id and gate.child_run_id != self.gates[spec.id].child_run_id:
                 # It started a child of its own: only the first child's question is asked.
-                with contextlib.suppress(EngineError):
-                    await self.engine.cancel(gate.child_run_id)
+                await self.children.cancel_child(gate.child_run_id)
             await self._join_gate(fin.token)
             return
         freed = scheduler.park(self.graph, self.frontier, fin.token)

@@ -46,7 +46,6 @@ class Engine:
                  kinds: Mapping[str, StepKind] | None = None, owner: str | None = None) -> None:
         self.store = store
         self.services = services
-        services.engine = self
         # Step kinds by name (stored definitions compile with them); `executors` replace the
         # executors of kinds by name.
         self.kinds: dict[str, StepKind] = dict(kinds) if kinds is not None else standard_kinds()
@@ -97,6 +96,24 @@ class Engine:
 
     def executor_for(self, step: CompiledStep) -> Executor:
         return self.executors.get(step.kind.name, step.kind.executor)
+
+    # -- child runs (the ChildRuns protocol of sub-orchestration steps) ---------------------
+
+    @property
+    def children(self) -> "Engine":
+        return self
+
+    async def start_child(self, orchestration_id: str, message: str, *, parent: tuple[str, str, int],
+                          idempotency_key: str) -> str:
+        return await self.start(orchestration_id, message, idempotency_key=idempotency_key, parent=parent)
+
+    async def cancel_child(self, run_id: str) -> None:
+        with contextlib.suppress(NotPaused, RunNotFound):
+            await self.cancel(run_id)
+
+    async def gate_deadline(self, run_id: str) -> float | None:
+        run = await self.store.get_run(run_id)
+        return run.gate_deadline if run is not None else None
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -3,19 +3,17 @@ driver ready to go on from its last checkpoint (after a resume, a crash or a tak
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
-from orch.definition.compile import CompiledGraph
+from orch.definition.compiled import CompiledGraph
 from orch.errors import StateWriteError
 from orch.run import scheduler
 from orch.run.driver import RunDriver
+from orch.run.host import RunHost
 from orch.run.model import Run, StepRecord
 from orch.run.results import history_rows
-
-if TYPE_CHECKING:
-    from orch.run.engine import Engine
 
 
 def replay_state(graph: CompiledGraph, records: list[StepRecord]) -> dict[str, Any]:
@@ -34,9 +32,9 @@ def replay_state(graph: CompiledGraph, records: list[StepRecord]) -> dict[str, A
     return state
 
 
-def load_driver(engine: "Engine", graph: CompiledGraph, run: Run, records: list[StepRecord], epoch: int) -> RunDriver:
+def load_driver(host: RunHost, graph: CompiledGraph, run: Run, records: list[StepRecord], epoch: int) -> RunDriver:
     state = replay_state(graph, records)
-    driver = RunDriver(engine, graph, run, state=state, frontier=scheduler.decode(run.frontier, records),
+    driver = RunDriver(host, graph, run, state=state, frontier=scheduler.decode(run.frontier, records),
                        step_count=len(records), epoch=epoch,
                        executed=sum(1 for r in records if r.status in ("completed", "failed")))
     driver.history = history_rows(records)

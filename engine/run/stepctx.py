@@ -5,17 +5,36 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping, Protocol
 
-from orch.definition.compile import CompiledStep
-from orch.errors import EngineError, ProviderError, StepFailed, StepTimeout, ToolError
+from orch.definition.compiled import CompiledGraph, CompiledStep
+from orch.errors import EngineError, ProviderError, RunError, StepFailed, StepTimeout, ToolError
 from orch.events import Event, StepError
 from orch.run.model import StepRecord
 from orch.run.scheduler import Token
-from orch.steps.base import StepResult
+from orch.services import Services
+from orch.steps.base import ChildRuns, Executor, StepResult
 
-if TYPE_CHECKING:
-    from orch.run.driver import RunDriver
+
+class StepHost(Protocol):
+    """What a step context needs of the run's driver."""
+
+    run_id: str
+    graph: CompiledGraph
+    last_output: Any
+    failure: RunError | None
+    depth: int
+    services: Services
+    children: ChildRuns
+
+    def emit(self, event: Event) -> None: ...
+
+    def add_cost(self, amount: float, step_id: str) -> None: ...
+
+    def executor_for(self, step: CompiledStep) -> Executor: ...
+
+    async def run_substep(self, parent: "StepCtx", step_id: str, state: Mapping[str, Any],
+                          iteration: int) -> StepResult: ...
 
 
 @dataclass
@@ -35,7 +54,7 @@ class _Finished:
 class StepCtx:
     """What one step execution sees (the StepContext protocol)."""
 
-    def __init__(self, driver: "RunDriver", step: CompiledStep, state: Mapping[str, Any], iteration: int, *,
+    def __init__(self, driver: StepHost, step: CompiledStep, state: Mapping[str, Any], iteration: int, *,
                  key: str | None = None) -> None:
         self.driver = driver
         # Names this execution within the run (stable across a crash or a gate re-entry):
@@ -48,7 +67,9 @@ class StepCtx:
         self.step = step
         self.state = state
         self.iteration = iteration
-        self.services = driver.engine.services
+        self.services = driver.services
+        self.children = driver.children
+        self.depth = driver.depth
         self.last_output = driver.last_output
         self.cost = 0.0
         self.turns = 0
@@ -72,10 +93,10 @@ class StepCtx:
         return await self.driver.run_substep(self, step_id, state, iteration)
 
 
-async def execute_step(driver: "RunDriver", step: CompiledStep, ctx: StepCtx) -> tuple[StepResult | None, EngineError | None]:
+async def execute_step(driver: StepHost, step: CompiledStep, ctx: StepCtx) -> tuple[StepResult | None, EngineError | None]:
     """Run the executor with the step's timeout and retry policy; never raises EngineError."""
     spec = step.spec
-    executor = driver.engine.executor_for(step)
+    executor = driver.executor_for(step)
     policy = spec.retry
     attempts = policy.attempts if policy else 1
     for attempt in range(1, attempts + 1):

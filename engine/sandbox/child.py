@@ -15,9 +15,17 @@ anything else: the process cap (RLIMIT_NPROC) is not enforced for root.
 
 from __future__ import annotations
 
+import os
+
 from orch.sandbox.limits import TransformLimits
 
 MARKER = "orch-transform"  # first line of the program: finds a transform's processes in `ps`
+
+
+def origin_tag() -> str:
+    """The last argument of every transform process: which server process started it (the
+    child ignores it; `ps` shows it)."""
+    return f"{MARKER}-of={os.getpid()}"
 
 CHILD_SOURCE = "# " + MARKER + r"""
 import builtins, errno, json, os, resource, sys, traceback

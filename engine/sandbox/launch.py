@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import IO, Any, Literal
 
 from orch.sandbox.bubblewrap import SANDBOX_ID, Runtime, bwrap_command, write_id_maps
-from orch.sandbox.child import CHILD_SOURCE, child_args
+from orch.sandbox.child import CHILD_SOURCE, child_args, origin_tag
 from orch.sandbox.environment import child_env
 from orch.sandbox.limits import TransformLimits
 
@@ -86,12 +86,12 @@ async def start(sandbox: Sandbox, limits: TransformLimits, *, stdin: IO[bytes], 
     env = child_env()
     if sandbox.mode == "unisolated":
         program = [sandbox.runtime.executable, "-I", "-S", "-c", CHILD_SOURCE,
-                   *child_args(limits, process_cap=False, become_uid=None)]
+                   *child_args(limits, process_cap=False, become_uid=None), origin_tag()]
         return await _spawn(program, isolated=False, stdin=stdin, stdout=stdout, stderr=stderr, cwd=workdir, env=env)
     assert sandbox.bwrap is not None
     as_root = sandbox.transform_uid is not None
     program = [sandbox.runtime.executable, "-I", "-S", "-c", CHILD_SOURCE,
-               *child_args(limits, process_cap=True, become_uid=SANDBOX_ID if as_root else None)]
+               *child_args(limits, process_cap=True, become_uid=SANDBOX_ID if as_root else None), origin_tag()]
     info_r, info_w = os.pipe()
     block_r, block_w = os.pipe() if as_root else (-1, -1)
     try:

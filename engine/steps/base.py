@@ -80,12 +80,43 @@ class GraphView(Protocol):
     def agents(self) -> Mapping[str, Agent]: ...
 
 
+class ChildRun(Protocol):
+    """What a sub-orchestration step learns of its child run when it stops."""
+
+    status: str
+    response: Any
+    total_cost_usd: Any
+    step_history: Any
+    human_input_required: Any
+
+
+class ChildRuns(Protocol):
+    """Starting and following child runs (sub-orchestrations); the engine provides it."""
+
+    @property
+    def closing(self) -> bool:
+        """The engine is shutting down: a child left running recovers with its parent."""
+
+    async def start_child(self, orchestration_id: str, message: str, *, parent: tuple[str, str, int],
+                          idempotency_key: str) -> str: ...
+
+    async def wait(self, run_id: str) -> ChildRun: ...
+
+    async def cancel_child(self, run_id: str) -> None:
+        """Stop a child run; one that has already stopped is left as it is."""
+
+    async def gate_deadline(self, run_id: str) -> float | None: ...
+
+
 class StepContext(Protocol):
     run_id: str
     state: Mapping[str, Any]
     iteration: int
     services: "Services"
     last_output: Any
+    key: str  # names this execution within the run: "step#iteration", "loop#i/body#j" in loops
+    depth: int  # how deeply this run nests in sub-orchestrations (0: a top-level run)
+    children: ChildRuns
 
     @property
     def graph(self) -> GraphView: ...

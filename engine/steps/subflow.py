@@ -25,33 +25,30 @@ ORCHESTRATOR = "orchestrator"  # the agent type that runs an orchestration
 
 async def run_subflow(ctx: StepContext) -> StepResult:
     spec = ctx.step.spec
-    engine = ctx.services.engine
-    assert engine is not None, "sub-orchestrations need the engine"
+    children = ctx.children
     agent = ctx.graph.agents[spec.agent_id or ""]
-    depth = ctx.driver.depth + 1  # type: ignore[attr-defined]
+    depth = ctx.depth + 1
     if depth > MAX_DEPTH:
         raise StepFailed(f"step {spec.id}: sub-orchestrations nest at most {MAX_DEPTH} deep", step_id=spec.id)
     child_orch = agent.orchestration_id or ""
     message = render(spec.prompt_template, ctx.state) if spec.prompt_template else str(ctx.state.get("user_input") or "")
-    key = getattr(ctx, "key", f"{spec.id}#{ctx.iteration}")
-    child_id = await engine.start(child_orch, message, idempotency_key=f"{ctx.run_id}:{key}",
-                                  parent=(ctx.run_id, spec.id, depth))
+    child_id = await children.start_child(child_orch, message, idempotency_key=f"{ctx.run_id}:{ctx.key}",
+                                          parent=(ctx.run_id, spec.id, depth))
     try:
-        result = await engine.wait(child_id)
+        result = await children.wait(child_id)
     except asyncio.CancelledError:
         # The parent step timed out or the parent run was cancelled: the child stops with it.
         # When the engine is shutting down, both stay as they are and recover together.
-        if not engine.closing:
+        if not children.closing:
             with contextlib.suppress(EngineError):
-                await asyncio.shield(engine.cancel(child_id))
+                await asyncio.shield(children.cancel_child(child_id))
         raise
     turns = sum(h.turns for h in result.step_history or [])
     if result.status == "paused":
         gate = result.human_input_required
-        child = await engine.store.get_run(child_id)
-        deadline = (child.gate_deadline if child is not None else None) or time.time() + 3600
+        deadline = await children.gate_deadline(child_id) or time.time() + 3600
         return StepResult(turns=turns, gate=GateRequest(
-            prompt=gate.prompt, fields=gate.fields, agent_context=gate.agent_context,  # type: ignore[union-attr]
+            prompt=gate.prompt, fields=gate.fields, agent_context=gate.agent_context,
             timeout_seconds=max(0.0, deadline - time.time()), child_run_id=child_id))
     # The child's spend joins the parent's once the child has finished, so re-entering this
     # step after a gate in the child never counts it twice.

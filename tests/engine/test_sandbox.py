@@ -17,14 +17,17 @@ from orch.settings import Settings
 from tests.conftest import require_isolation
 
 
-def transform_processes() -> list[int]:
-    """PIDs of every transform process on this machine (their command line holds the marker)."""
+def transform_processes(origin: int | None = None) -> list[int]:
+    """PIDs of the transform processes that the process `origin` (default: this one) started,
+    wherever they are now: each one's command line ends with the tag naming its origin.
+    (Other test runs on the machine have transforms of their own.)"""
+    tag = f"{MARKER}-of={origin or os.getpid()}".encode()
     found = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
                 with open(f"/proc/{entry.name}/cmdline", "rb") as f:
-                    if MARKER.encode() in f.read():
+                    if tag in f.read().split(b"\0"):
                         found.append(int(entry.name))
             except OSError:
                 continue

@@ -136,7 +136,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
 def serving(server: ServeProcess) -> Iterator[ServeProcess]:
     """The server; after the test, it still serves and no transform process is left."""
     yield server
-    assert transform_processes() == []
+    assert transform_processes(server.proc.pid) == []
     assert server.run("hello", "again")["response"] == 'hello "again"'
 
 
@@ -170,7 +170,7 @@ def test_a_fork_bomb_is_capped_and_the_server_keeps_serving(serving: ServeProces
         started = time.monotonic()
         assert httpx.get(serving.url + "/health", timeout=10).status_code == 200
         slowest = max(slowest, time.monotonic() - started)
-        most = max(most, len(transform_processes()))
+        most = max(most, len(transform_processes(serving.proc.pid)))
         time.sleep(0.05)
     bombing.join()
     assert (outcome["status"], outcome["response"]) == ("failed", "step t: transform exceeded its time limit of 3s")
@@ -188,9 +188,9 @@ def test_200_forks_fail_at_the_cap_and_leave_nothing(serving: ServeProcess) -> N
 def test_a_double_fork_into_a_new_session_leaves_nothing(serving: ServeProcess) -> None:
     run = serving.run("setsid")
     assert (run["status"], run["shared_state"]["out"]) == ("completed", "left a grandchild")
-    assert transform_processes() == []
+    assert transform_processes(serving.proc.pid) == []
     time.sleep(1)
-    assert transform_processes() == []
+    assert transform_processes(serving.proc.pid) == []
 
 
 # -- modes -------------------------------------------------------------------------------------
