@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orch.bootstrap import LoadReport, build_engine as open_engine, load_graphs
+from orch.bootstrap import LoadReport, build_engine as open_engine, load_graphs as _load_graphs
 from orch.definition.compile import CompiledGraph, CompileResult, compile_catalog as compile
 from orch.definition.loader import Catalog, load_paths, load_text
 from orch.errors import (
@@ -42,7 +42,7 @@ def load(paths: list[str | Path], *, tools: set[str] | None = None) -> LoadRepor
     from orch.tools import ToolRegistry
 
     names = tools if tools is not None else set(ToolRegistry.with_builtins().names())
-    return load_graphs(list(paths), names)
+    return _load_graphs(list(paths), names)
 
 
 __all__ = [

@@ -38,10 +38,11 @@ def load_driver(host: RunHost, graph: CompiledGraph, run: Run, records: list[Ste
                        step_count=len(records), epoch=epoch,
                        executed=sum(1 for r in records if r.status in ("completed", "failed")))
     driver.history = history_rows(records)
+    value = driver.value
     # In-flight steps of a crashed process start again; count each execution once.
-    driver.turns = sum(1 for r in records if r.type != "input" and r.status != "skipped") + len(driver.frontier.gates)
+    value.turns = sum(1 for r in records if r.type != "input" and r.status != "skipped") + len(value.frontier.gates)
     outputs = [r for r in records if r.output_key and r.status == "completed"]
     if outputs:
         key = outputs[-1].output_key
-        driver.last_output = driver.response = state.get(key or "")
+        value.last_output = value.response = state.get(key or "")
     return driver

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 from typing import Any, Mapping, Protocol
 
 from orch.definition.compiled import CompiledGraph, CompiledStep
 from orch.errors import EngineError, ProviderError, RunError, StepFailed, StepTimeout, ToolError
 from orch.events import Event, StepError
 from orch.run.model import StepRecord
-from orch.run.scheduler import Token
 from orch.services import Services
 from orch.steps.base import ChildRuns, Executor, StepResult
 
@@ -21,11 +19,15 @@ class StepHost(Protocol):
 
     run_id: str
     graph: CompiledGraph
-    last_output: Any
-    failure: RunError | None
     depth: int
     services: Services
     children: ChildRuns
+
+    @property
+    def last_output(self) -> Any: ...
+
+    @property
+    def failure(self) -> RunError | None: ...
 
     def emit(self, event: Event) -> None: ...
 
@@ -35,20 +37,6 @@ class StepHost(Protocol):
 
     async def run_substep(self, parent: "StepCtx", step_id: str, state: Mapping[str, Any],
                           iteration: int) -> StepResult: ...
-
-
-@dataclass
-class _Finished:
-    token: Token
-    step: CompiledStep
-    iteration: int
-    started: float
-    ended: float
-    result: StepResult | None
-    error: EngineError | None
-    turns: int = 0
-    cost: float = 0.0
-    ctx: "StepCtx | None" = None
 
 
 class StepCtx:
