@@ -16,7 +16,6 @@ from typing import Annotated, Any
 import msgspec
 import yaml
 
-from orch.errors import CostLimitExceeded
 from orch.providers.base import Usage
 
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
@@ -154,29 +153,3 @@ def format_cost_limit_message(spent: float, limit: float) -> str:
         if spent_text != limit_text:
             break
     return f"Cost limit exceeded: ${spent_text} > max ${limit_text}"
-
-
-class CostMeter:
-    """The running spend of one run."""
-
-    def __init__(self, spent: float = 0.0) -> None:
-        self._total = spent
-
-    @property
-    def total(self) -> float:
-        return self._total
-
-    def add(self, amount: float) -> float:
-        if amount < 0:
-            raise ValueError(f"cost cannot be negative, got {amount}")
-        self._total += amount
-        return self._total
-
-    def exceeded(self, limit: float | None) -> bool:
-        return limit is not None and self._total > limit
-
-    def limit_error(self, limit: float | None, *, step_id: str | None = None) -> CostLimitExceeded | None:
-        """The error to fail the run with once the spend is over `limit`, else None."""
-        if limit is None or self._total <= limit:
-            return None
-        return CostLimitExceeded(format_cost_limit_message(self._total, limit), step_id=step_id)

@@ -5,8 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from orch.cost import CostMeter, Price, PriceTable, format_cost_limit_message
-from orch.errors import CostLimitExceeded
+from orch.cost import Price, PriceTable, format_cost_limit_message
 from orch.providers.base import Usage
 
 
@@ -130,24 +129,3 @@ def test_unparsable_price_file(tmp_path: Path) -> None:
 )
 def test_cost_limit_message(spent: float, limit: float, message: str) -> None:
     assert format_cost_limit_message(spent, limit) == message
-
-
-def test_cost_meter() -> None:
-    meter = CostMeter()
-    assert (meter.add(0.25), meter.add(0.25), meter.exceeded(0.5), meter.exceeded(None)) == (0.25, 0.5, False, False)
-    assert meter.limit_error(0.5) is None
-    assert meter.add(0.0001) == pytest.approx(0.5001)
-    assert meter.exceeded(0.5)
-    error = meter.limit_error(0.5, step_id="write")
-    assert isinstance(error, CostLimitExceeded)
-    assert (str(error), error.step_id, error.code) == (
-        "Cost limit exceeded: $0.5001 > max $0.5000",
-        "write",
-        "cost_limit",
-    )
-    with pytest.raises(ValueError, match="^cost cannot be negative, got -1$"):
-        meter.add(-1)
-
-
-def test_cost_meter_resumes_from_recorded_spend() -> None:
-    assert CostMeter(0.4).add(0.2) == pytest.approx(0.6)
