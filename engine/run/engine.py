@@ -8,32 +8,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
-import socket
 import time
-import uuid
 from typing import Any, Awaitable, Callable, Mapping
 
 import msgspec
 
-from orch.definition.compile import CompiledGraph, CompiledStep, compile_definition
-from orch.definition.loader import decode_orchestration
-from orch.definition.spec import Agent
+from orch.definition.compiled import CompiledGraph, CompiledStep
 from orch.errors import (
-    DefinitionError, GateTimeout, InvalidAnswer, InvalidInput, NotPaused, RunFenced, RunNotFound,
+    GateTimeout, InvalidAnswer, InvalidInput, NotPaused, RunFenced, RunNotFound,
     StateWriteError,
 )
 from orch.events import Done, EventHub, OrchestrationError, RunStart, encode_event
 from orch.run import scheduler
 from orch.run.driver import LIVE_EVENTS, RunDriver
+from orch.run.graphs import GraphRegistry
 from orch.run.idempotency import ResumeKey, check_same_run_request
+from orch.run.ownership import new_owner, owner_is_dead
 from orch.run.model import LIVE, Gate, Run, RunEnding, RunStatus, StepRecord
 from orch.run.replay import load_driver, replay_state
 from orch.run.results import ResultCache, RunResult, build_result, history_rows
 from orch.run.timers import GateTimers
 from orch.services import Services
-from orch.steps import spec_types, standard_kinds
+from orch.steps import standard_kinds
 from orch.steps.base import Executor, StepKind
 from orch.steps.human import check_answer
 from orch.store.base import RunStore
@@ -52,10 +49,10 @@ class Engine:
         self.executors: dict[str, Executor] = {
             **{name: kind.executor for name, kind in self.kinds.items()}, **(executors or {})}
         # host:pid:nonce — a process on the same host can tell whether an owner is still alive.
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = owner or new_owner()
         self.hub = EventHub()
-        self.graphs: dict[str, CompiledGraph] = {}
-        self._versions: dict[str, CompiledGraph] = {}
+        self.registry = GraphRegistry(store, self.kinds)
+        self.graphs = self.registry.current  # the orchestrations served, by id
         self._drivers: dict[str, RunDriver] = {}
         self._tasks: dict[str, asyncio.Task[str]] = {}
         self.timers = GateTimers(self._gate_expired)
@@ -66,33 +63,10 @@ class Engine:
     # -- graphs ------------------------------------------------------------------------------
 
     async def add_graph(self, graph: CompiledGraph) -> None:
-        self.graphs[graph.id] = graph
-        self._versions[graph.version] = graph
-        body = {"orchestration": msgspec.to_builtins(graph.orchestration),
-                "agents": [msgspec.to_builtins(a) for a in graph.agents.values()]}
-        await self.store.save_definition(graph.version, graph.id, _json.encode(body).decode())
+        await self.registry.add(graph)
 
     async def graph_for_version(self, version: str) -> CompiledGraph:
-        graph = self._versions.get(version)
-        if graph is not None:
-            return graph
-        body = await self.store.get_definition(version)
-        if body is None:
-            raise RunNotFound(f"definition version {version} is not stored")
-        doc = msgspec.json.decode(body)
-        orch, problems = decode_orchestration(doc["orchestration"], f"<stored {version}>",
-                                              step_types=spec_types(self.kinds))
-        agents = {a["id"]: msgspec.convert(a, Agent) for a in doc.get("agents", [])}
-        if orch is None or any(p.severity == "error" for p in problems):  # e.g. a step kind this engine lacks
-            raise DefinitionError(problems)
-        import msgspec.structs as structs
-
-        result = compile_definition(structs.replace(orch, version=version), agents,
-                                    orchestrations=set(self.graphs), kinds=self.kinds)
-        if result.graph is None:
-            raise DefinitionError(result.problems)
-        self._versions[version] = result.graph
-        return result.graph
+        return await self.registry.version(version)
 
     def executor_for(self, step: CompiledStep) -> Executor:
         return self.executors.get(step.kind.name, step.kind.executor)
@@ -437,22 +411,6 @@ class Engine:
             if run.gate_deadline is not None:
                 self.timers.arm(run.id, run.gate_deadline, replace=False)
         return resumed
-
-
-def owner_is_dead(owner: str | None) -> bool:
-    """Whether `owner` (host:pid:nonce) was a process of this host that has exited."""
-    if not owner or owner.count(":") < 2:
-        return owner is None
-    host, pid, _ = owner.rsplit(":", 2)
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 async def _nothing(driver: RunDriver) -> None:

@@ -188,7 +188,7 @@ def test_an_owner_is_dead_only_when_its_process_on_this_host_is_gone() -> None:
     import subprocess
     import sys
 
-    from orch.run.engine import owner_is_dead
+    from orch.run.ownership import owner_is_dead
 
     exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     host = socket.gethostname()
