@@ -119,6 +119,16 @@ def encode_event(event: Event) -> bytes:
     return _encoder.encode(event)
 
 
+def stamp(events: list[Event], run_id: str, first_seq: int, ts: float) -> list[tuple[int, bytes]]:
+    """Number `events` of `run_id` from `first_seq` on, time them `ts`, and encode them: the one
+    place event numbers are given (by a run's driver, and by whoever ends or starts a run)."""
+    out = []
+    for i, event in enumerate(events):
+        event.run_id, event.seq, event.ts = run_id, first_seq + i, ts
+        out.append((event.seq, _encoder.encode(event)))
+    return out
+
+
 def decode_event(data: bytes | str) -> Event:
     return _decoder.decode(data)
 
@@ -172,7 +182,7 @@ class RunEvents:
 
     def emit(self, event: Event) -> None:
         self.seq += 1
-        event.run_id, event.seq, event.ts = self.run_id, self.seq, time.time()
+        stamp([event], self.run_id, self.seq, time.time())
         self.pending.append(event)
         if self.seq <= self._stored + self.window:
             self.hub.publish(event)

@@ -19,7 +19,7 @@ from orch.errors import (
     GateTimeout, InvalidAnswer, InvalidInput, NotPaused, RunFenced, RunNotFound,
     StateWriteError,
 )
-from orch.events import Done, EventHub, OrchestrationError, RunStart, encode_event
+from orch.events import Done, EventHub, OrchestrationError, RunStart, stamp
 from orch.run import scheduler
 from orch.run.driver import LIVE_EVENTS, RunDriver
 from orch.run.graphs import GraphRegistry
@@ -154,7 +154,7 @@ class Engine:
         frontier = scheduler.start(graph)
         now = time.time()
         start_event = RunStart(orchestration_id=graph.id, version=graph.version, message=message)
-        start_event.run_id, start_event.seq, start_event.ts = run_id, 1, now
+        first_events = stamp([start_event], run_id, 1, now)
         run = Run(id=run_id, orchestration_id=graph.id, version=graph.version, status=RunStatus.RUNNING,
                   message=message, frontier=scheduler.encode(frontier), steps_done=1, last_seq=1, created_at=now,
                   updated_at=now, epoch=1, owner=self.owner, lease_until=now + self.services.settings.lease_seconds,
@@ -164,7 +164,7 @@ class Engine:
                             iteration=0, turns=0, cost_usd=0.0, started_at=now, ended_at=now,
                             writes=_json.encode(values))
         # The run is durable before it does anything: a client that saw its id can always find it.
-        created = await self.store.create_run(run, [record], [(1, encode_event(start_event))], idempotency_key)
+        created = await self.store.create_run(run, [record], first_events, idempotency_key)
         if created != run_id:
             if parent is None:  # a sub-orchestration step coming back for its child is a retry
                 await check_same_run_request(self.store, idempotency_key or "", created, graph, message, state or {})

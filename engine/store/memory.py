@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Sequence
 import msgspec
 
 from orch.errors import RunFenced
-from orch.events import encode_event
+from orch.events import stamp
 from orch.run.model import Checkpoint, Run, RunEnding, RunStatus, StepRecord
 from orch.store.base import stored_text
 
@@ -129,9 +129,7 @@ class MemoryStore:
         run.epoch += 1
         first = run.last_seq + gap + 1
         run.last_seq += gap + len(ending.events)
-        for i, event in enumerate(ending.events):
-            event.run_id, event.seq, event.ts = run_id, first + i, now
-            self._events[run_id][event.seq] = encode_event(event)
+        self._events[run_id].update(stamp(ending.events, run_id, first, now))
         return True
 
     async def save_definition(self, version: str, orchestration_id: str, body: str) -> None:

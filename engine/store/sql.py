@@ -19,6 +19,7 @@ from sqlalchemy import Engine, and_, bindparam, case, create_engine, event, func
 from sqlmodel import SQLModel
 
 from orch.errors import RunFenced
+from orch.events import stamp
 from orch.run.model import Checkpoint, Gate, Run, RunEnding, RunStatus, StepRecord
 from orch.store.base import stored_text
 from orch.store.prepared import Prepared
@@ -288,8 +289,6 @@ class SQLStore:
         await self._submit(work)
 
     async def end_run(self, run_id: str, ending: RunEnding) -> bool:
-        from orch.events import encode_event
-
         def work(conn: Any) -> bool:
             now = time.time()
             cond = and_(RUNS.c.id == run_id, RUNS.c.status.in_([s.value for s in ending.expect]))
@@ -304,10 +303,8 @@ class SQLStore:
             if res.rowcount != 1:
                 return False
             last = int(conn.execute(select(RUNS.c.last_seq).where(RUNS.c.id == run_id)).scalar_one())
-            rows = []
-            for i, e in enumerate(events):
-                e.run_id, e.seq, e.ts = run_id, last - len(events) + 1 + i, now
-                rows.append({"run_id": run_id, "seq": e.seq, "body": encode_event(e)})
+            stamped = stamp(events, run_id, last - len(events) + 1, now)
+            rows = [{"run_id": run_id, "seq": seq, "body": body} for seq, body in stamped]
             if rows:
                 conn.execute(EVENTS.insert(), rows)
             return True
