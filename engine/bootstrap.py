@@ -8,7 +8,9 @@ from typing import Mapping
 
 from orch.definition.compile import CompiledGraph, compile_catalog
 from orch.errors import Problem
-from orch.definition.loader import Catalog, load_paths
+from orch.definition.loader import Catalog, LoadedMcpServer, load_paths
+from orch.mcp import McpPolicy, load_servers_file
+from orch.mcp.verify import ToolNames, unverified
 from orch.run.engine import Engine
 from orch.sandbox import INSTALL_HINT, REFUSAL_CODE, TransformPolicy
 from orch.services import build_services
@@ -30,17 +32,24 @@ class LoadReport:
 
 
 def load_graphs(paths: list[str | Path], tool_names: set[str], *,
-                kinds: Mapping[str, StepKind] | None = None) -> LoadReport:
-    """Load and compile graph files; `kinds` are the step kinds they may use (default: the built-ins)."""
+                kinds: Mapping[str, StepKind] | None = None, mcp_servers_file: str | None = None) -> LoadReport:
+    """Load and compile graph files; `kinds` are the step kinds they may use (default: the
+    built-ins); the servers of `mcp_servers_file` (the operator's) win over those of the files."""
     catalog = load_paths(paths, Catalog(step_types=spec_types(kinds)) if kinds is not None else None)
+    if mcp_servers_file:
+        servers, problems = load_servers_file(mcp_servers_file)
+        catalog.problems.extend(problems)
+        catalog.mcp_servers.update({s.name: LoadedMcpServer(s, mcp_servers_file) for s in servers})
     report = LoadReport(catalog=catalog, problems=list(catalog.problems))
-    for oid, result in compile_catalog(catalog, tools=tool_names, kinds=kinds).items():
+    tools = ToolNames(tool_names, catalog.mcp_servers)
+    for oid, result in compile_catalog(catalog, tools=tools, kinds=kinds).items():
         if result.graph is not None:
             report.graphs[oid] = result.graph
             report.problems.extend(result.problems)
         else:
             report.rejected[oid] = result.errors
             report.problems.extend(result.problems)
+    report.problems.extend(unverified(report.graphs.values(), {n: s.spec for n, s in catalog.mcp_servers.items()}))
     return report
 
 
@@ -77,7 +86,10 @@ async def build_engine(settings: Settings, *, graphs: list[str | Path] | None = 
     await engine.open()
     paths = graphs if graphs is not None else [settings.graphs_dir]
     existing = [p for p in paths if Path(p).exists()]
-    report = load_graphs(existing, set(services.tools.names()), kinds=engine.kinds)
+    report = load_graphs(existing, set(services.tools.names()), kinds=engine.kinds,
+                         mcp_servers_file=settings.mcp_servers_file)
+    services.mcp.configure(McpPolicy.from_settings(settings))
+    services.mcp.declare((s.spec for s in report.catalog.mcp_servers.values()) if report.catalog else ())
     refuse_transforms(report, services.transforms)
     for graph in report.graphs.values():
         await engine.add_graph(graph)

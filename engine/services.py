@@ -3,17 +3,17 @@ and the way transforms run."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from orch.cost import PriceTable
 from orch.errors import ProviderError
+from orch.mcp import McpClients
 from orch.providers.base import Provider
 from orch.sandbox import TransformLimits, TransformPolicy, transform_limits, transform_policy
 from orch.settings import Settings
 from orch.tools import ToolRegistry
-
 
 
 @dataclass
@@ -24,6 +24,7 @@ class Services:
     prices: PriceTable
     transforms: TransformPolicy
     transform_limits: TransformLimits = TransformLimits()
+    mcp: McpClients = field(default_factory=McpClients)  # MCP servers' tools, declared by bootstrap
 
     def provider_for(self, provider: str | None, model: str | None) -> tuple[Provider, str]:
         """The provider and model a step uses: step/agent overrides, else the configured default."""
@@ -40,6 +41,7 @@ class Services:
         for p in self.providers.values():
             await p.aclose()
         self.tools.close()
+        await self.mcp.aclose()
 
 
 def build_services(settings: Settings, *, providers: Mapping[str, Provider] | None = None,

@@ -8,7 +8,7 @@ from typing import Literal
 
 import msgspec
 
-_LISTS = ("tool_modules", "child_env_passthrough", "cors_origins")  # comma-separated in the environment
+_LISTS = ("tool_modules", "child_env_passthrough", "cors_origins", "mcp_stdio_commands")  # comma-separated in the environment
 
 
 class SettingsError(ValueError):
@@ -44,6 +44,13 @@ class Settings(msgspec.Struct, kw_only=True):
     transform_bwrap: str = "bwrap"  # the bubblewrap command
     transform_uid: int = 65534  # the unprivileged id transforms run as when the server runs as root
     child_env_passthrough: list[str] = []  # variables a child process (an MCP server) may inherit
+    # MCP servers (docs/mcp.md): the operator's own declarations, which win over graph files';
+    # local commands (stdio servers) start only when allowed and listed ("*" lists every command).
+    mcp_servers_file: str | None = None
+    mcp_allow_stdio: bool = False
+    mcp_stdio_commands: list[str] = []
+    mcp_connect_timeout_seconds: float = 15.0
+    mcp_call_timeout_seconds: float = 300.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> "Settings":

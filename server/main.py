@@ -115,7 +115,7 @@ def _preload(settings: Settings, transforms: TransformPolicy | None = None) -> L
     for module in settings.tool_modules:
         tools.load_module(module)
     paths: list[str | Path] = [p for p in [settings.graphs_dir] if Path(p).exists()]
-    report = load_graphs(paths, set(tools.names()))
+    report = load_graphs(paths, set(tools.names()), mcp_servers_file=settings.mcp_servers_file)
     if transforms is not None:
         refuse_transforms(report, transforms)
     return report

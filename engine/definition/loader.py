@@ -20,6 +20,7 @@ import yaml
 from orch.definition.decode import broken_steps as broken_steps  # importable from here too
 from orch.definition.decode import decode_orchestration as decode_orchestration  # importable from here too
 from orch.definition.decode import describe, drop_nulls, unknown_fields, validation_problem
+from orch.definition.mcp_servers import McpServer, decode_servers
 from orch.definition.spec import AGENT_FIELDS, BUNDLE_FIELDS, STEP_CLASSES, Agent, Orchestration, StepBase
 from orch.errors import Problem
 
@@ -44,6 +45,12 @@ class LoadedAgent:
     file: str
 
 
+@dataclass(frozen=True)
+class LoadedMcpServer:
+    spec: McpServer
+    file: str
+
+
 @dataclass
 class Catalog:
     """Everything loaded from a set of files; agents are visible to every orchestration.
@@ -53,6 +60,7 @@ class Catalog:
 
     orchestrations: dict[str, LoadedOrchestration] = field(default_factory=dict)
     agents: dict[str, LoadedAgent] = field(default_factory=dict)
+    mcp_servers: dict[str, LoadedMcpServer] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     step_types: Mapping[str, type[StepBase]] = field(default_factory=lambda: STEP_CLASSES)
@@ -134,6 +142,13 @@ def load_document(doc: Any, file: str, catalog: Catalog) -> None:
             "not-a-definition", f"expected a mapping at the top level, got {describe(doc)}", file=file, path="$",
         ))
         return
+    if "mcp_servers" in doc:  # in a bundle, beside one orchestration, or a file of servers alone
+        _add_mcp_servers(doc["mcp_servers"], file, catalog)
+        if "steps" in doc:
+            doc = {k: v for k, v in doc.items() if k != "mcp_servers"}
+        elif not ({"orchestrations", "agents"} & set(doc) or doc.get("synapse_export")):
+            unknown_fields(doc, frozenset({"mcp_servers"}), file, "$", catalog.problems, severity="warning")
+            return
     if doc.get("synapse_export") or "orchestrations" in doc or ("agents" in doc and "steps" not in doc):
         unknown_fields(doc, BUNDLE_FIELDS, file, "$", catalog.problems, severity="warning")
         for i, raw in enumerate(_list_of(doc, "agents", file, catalog)):
@@ -151,6 +166,21 @@ def load_document(doc: Any, file: str, catalog: Catalog) -> None:
             file=file, path="$",
             hint=f"did you mean '{close[0]}'?" if close else "an orchestration needs id, name and steps",
         ))
+
+
+def _add_mcp_servers(raw: Any, file: str, catalog: Catalog) -> None:
+    servers, problems = decode_servers(raw, file, "$.mcp_servers")
+    catalog.problems.extend(problems)
+    for i, server in enumerate(servers):
+        known = catalog.mcp_servers.get(server.name)
+        if known is not None and known.spec != server:
+            catalog.problems.append(Problem(
+                "duplicate-mcp-server", f"MCP server '{server.name}' is also declared, differently, in {known.file}",
+                file=file, path=f"$.mcp_servers[{i}]",
+                hint="declare each server once, or the same way everywhere (the operator's servers file wins)",
+            ))
+        elif known is None:
+            catalog.mcp_servers[server.name] = LoadedMcpServer(server, file)
 
 
 def _add_agent(raw: Any, file: str, path: str, catalog: Catalog) -> None:

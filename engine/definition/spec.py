@@ -169,7 +169,7 @@ class Agent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         """Tool names the agent may use; None means every registered tool."""
         if isinstance(self.tools, str):
             return None if self.tools == "all" else (self.tools,)
-        return tuple(self.tools)
+        return None if "all" in self.tools else tuple(self.tools)
 
 
 class Orchestration(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -27,6 +27,7 @@ from orch.steps.prompting import (
     step_agent,
     tool_calls_payload,
 )
+from orch.steps import toolbox
 from orch.steps.subflow import KIND as SUBFLOW
 from orch.steps.subflow import runs_orchestration
 from orch.tools import ToolContext
@@ -35,7 +36,7 @@ from orch.tools import ToolContext
 async def run_agent(ctx: StepContext) -> StepResult:
     spec = ctx.step.spec
     provider, model = resolve_model(ctx)
-    tools = agent_tools(ctx)
+    tools = await agent_tools(ctx)
     allowed = {t.name for t in tools}
     messages = build_messages(ctx)
     agent = step_agent(ctx)
@@ -61,23 +62,25 @@ async def run_agent(ctx: StepContext) -> StepResult:
     return StepResult(output=parse_output(ctx, final), turns=max_turns, cost_usd=total_cost)
 
 
-def agent_tools(ctx: StepContext) -> list[ToolSpec]:
+async def agent_tools(ctx: StepContext) -> list[ToolSpec]:
     """The tools the step's agent may use, narrowed by the step's `allowed_tools`; names that
-    are not registered are left out."""
+    are not registered (nor tools of a declared MCP server) are left out."""
     agent = step_agent(ctx)
     if agent is None:
         return []
-    registry = ctx.services.tools
-    names: list[str] = registry.names() if agent.tool_names is None else list(agent.tool_names)
     allowed = ctx.step.spec.allowed_tools
-    if allowed is not None:
-        names = [n for n in allowed if n in names] if agent.tool_names is not None else list(allowed)
-    return registry.specs([n for n in dict.fromkeys(names) if n in registry])
+    if agent.tool_names is None:
+        return await toolbox.tool_specs(ctx, None if allowed is None else allowed)
+    names = list(agent.tool_names) if allowed is None else [n for n in allowed if n in agent.tool_names]
+    return await toolbox.tool_specs(ctx, names)
 
 
-def tool_context(ctx: StepContext) -> ToolContext:
+def tool_context(ctx: StepContext, call: str = "") -> ToolContext:
+    """What a tool sees; `call` tells apart the calls of one step execution (a tool call id)."""
     sandbox = Path(ctx.services.settings.sandbox_root) / ctx.run_id
-    return ToolContext(run_id=ctx.run_id, sandbox_dir=sandbox, state=ctx.state)
+    execution = getattr(ctx, "key", None) or f"{ctx.step.spec.id}#{ctx.iteration}"
+    attempt = f"{ctx.run_id}/{execution}" + (f"/{call}" if call else "")
+    return ToolContext(run_id=ctx.run_id, sandbox_dir=sandbox, state=ctx.state, attempt=attempt)
 
 
 async def run_tool_calls(ctx: StepContext, calls: tuple[ToolCall, ...], allowed: set[str]) -> list[str]:
@@ -89,8 +92,7 @@ async def run_tool_calls(ctx: StepContext, calls: tuple[ToolCall, ...], allowed:
     step_id = ctx.step.spec.id
     for call in calls:
         ctx.emit(ToolExecution(step_id=step_id, tool_name=call.name, args=call.arguments))
-    tool_ctx = tool_context(ctx)
-    outcomes = await asyncio.gather(*(_run_one(ctx, call, allowed, tool_ctx) for call in calls))
+    outcomes = await asyncio.gather(*(_run_one(ctx, call, allowed, tool_context(ctx, call.id)) for call in calls))
     texts: list[str] = []
     for call, (text, failed) in zip(calls, outcomes):
         ctx.emit(ToolResult(step_id=step_id, tool_name=call.name, preview=preview(text), error=failed))
@@ -105,7 +107,7 @@ async def _run_one(ctx: StepContext, call: ToolCall, allowed: set[str], tool_ctx
         known = ", ".join(sorted(allowed)) or "(none)"
         return f"error: tool '{call.name}' is not available to this agent; available: {known}", True
     try:
-        result: Any = await ctx.services.tools.call(call.name, call.arguments, tool_ctx)
+        result: Any = await toolbox.call(ctx, call.name, call.arguments, tool_ctx)
     except ToolError as exc:
         return f"error: {exc.message}", True
     return as_text(result), False

@@ -18,7 +18,9 @@ from orch.definition.spec import StepBase, ToolStep
 from orch.definition.templates import render, template_keys
 from orch.errors import StepFailed, ToolError
 from orch.events import AgentTurn, ToolExecution, ToolResult, preview
+from orch.mcp import McpUnavailable
 from orch.providers.base import Message, ToolCall
+from orch.steps import toolbox
 from orch.steps.agent import tool_context
 from orch.steps.base import FieldReport, StepContext, StepKind, StepResult, prompt_reads
 from orch.steps.prompting import as_text, build_messages, call_model, request_for, resolve_model, tool_calls_payload
@@ -35,7 +37,10 @@ async def run_tool(ctx: StepContext) -> StepResult:
     if spec.tool_args is not None:
         args = {key: resolve_argument(value, ctx.state) for key, value in spec.tool_args.items()}
         try:
-            ctx.services.tools.validate_args(name, args)
+            await toolbox.check_args(ctx, name, args)
+        except McpUnavailable as exc:
+            raise ToolError(f"step {spec.id}: {exc.message}", tool=name, retryable=exc.retryable,
+                            step_id=spec.id) from None
         except ToolError as exc:  # the graph file is wrong: retrying cannot help
             raise StepFailed(f"step {spec.id}: {exc.message}", step_id=spec.id) from None
         return StepResult(output=await call_tool(ctx, name, args))
@@ -69,8 +74,7 @@ def _lookup(value: Any, path: list[str]) -> Any:
 async def ask_for_arguments(ctx: StepContext, name: str) -> tuple[dict[str, Any], int, float]:
     """Valid arguments for `name` from the model: (arguments, model calls, cost)."""
     spec = ctx.step.spec
-    registry = ctx.services.tools
-    tool_spec = registry.get(name).spec
+    tool_spec = await toolbox.tool_spec(ctx, name)
     provider, model = resolve_model(ctx)
     messages = build_messages(ctx, f"Call the tool '{name}' with arguments that fit its parameters.", ask_json=False)
     attempts = max(spec.max_turns, 1)
@@ -90,7 +94,7 @@ async def ask_for_arguments(ctx: StepContext, name: str) -> tuple[dict[str, Any]
         try:
             if call.parse_error is not None:
                 raise ToolError(call.parse_error, tool=name)
-            registry.validate_args(name, call.arguments)
+            await toolbox.check_args(ctx, name, call.arguments)
             return call.arguments, attempt, total_cost
         except ToolError as exc:
             last_error = exc.message
@@ -114,7 +118,7 @@ async def call_tool(ctx: StepContext, name: str, args: dict[str, Any]) -> Any:
     step_id = ctx.step.spec.id
     ctx.emit(ToolExecution(step_id=step_id, tool_name=name, args=args))
     try:
-        result = await ctx.services.tools.call(name, args, tool_context(ctx))
+        result = await toolbox.call(ctx, name, args, tool_context(ctx))
     except ToolError as exc:
         ctx.emit(ToolResult(step_id=step_id, tool_name=name, preview=preview(f"error: {exc.message}"), error=True))
         raise ToolError(f"step {step_id}: {exc.message}", tool=name, retryable=exc.retryable,

@@ -48,7 +48,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from orch.bootstrap import load_graphs
     from orch.tools import ToolRegistry
 
-    report = load_graphs(args.paths, set(ToolRegistry.with_builtins().names()))
+    settings = Settings.from_env()
+    report = load_graphs(args.paths, set(ToolRegistry.with_builtins().names()),
+                         mcp_servers_file=settings.mcp_servers_file)
+    if args.mcp:
+        from orch.server.cli.mcp import verify_mcp_tools
+
+        report.problems = [p for p in report.problems if p.code != "unverified-tool"]
+        report.problems.extend(asyncio.run(verify_mcp_tools(report, settings)))
     errors = [p for p in report.problems if p.severity == "error"]
     for p in report.problems:
         print(("error: " if p.severity == "error" else "warning: ") + str(p), file=sys.stderr if p.severity == "error" else sys.stdout)
@@ -392,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="validate graph files or directories as one set")
     p.add_argument("paths", nargs="+")
+    p.add_argument("--mcp", action="store_true",
+                   help="connect to the MCP servers the graphs use and check their tool names")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("graph", help="print a graph as Mermaid, dot or SVG")

@@ -13,6 +13,7 @@ from orch.errors import Problem, RunNotFound
 from orch.definition.loader import broken_steps, decode_orchestration
 from orch.definition.render import dot, mermaid
 from orch.definition.spec import Orchestration
+from orch.mcp.verify import ToolNames
 from orch.sandbox import INSTALL_HINT, REFUSAL_CODE
 from orch.server.context import Ctx, ServerContext
 from orch.server.errors import error_responses
@@ -81,7 +82,8 @@ def check_definition(ctx: ServerContext, raw: dict[str, Any]) -> list[Problem]:
     catalog = ctx.report.catalog
     agents = {aid: loaded.spec for aid, loaded in (catalog.agents.items() if catalog else ())}
     agents.update({a.id: a for a in orch.agents})
-    result = compile_definition(orch, agents, tools=set(ctx.engine.services.tools.names()),
+    tools = ToolNames(ctx.engine.services.tools.names(), ctx.engine.services.mcp.servers)
+    result = compile_definition(orch, agents, tools=tools,
                                 orchestrations=set(ctx.engine.graphs), extra_broken=broken_steps(found),
                                 kinds=ctx.engine.kinds)
     problems.extend(result.problems)
