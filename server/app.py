@@ -6,7 +6,8 @@ import logging
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Mapping
 
-from litestar import Litestar, Router
+from litestar import Litestar, Router, asgi
+from litestar.types import Receive, Scope, Send
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
@@ -18,6 +19,7 @@ from orch.server.auth import KeyRing, env_keys, require_api_key
 from orch.server.context import ServerContext, server_context
 from orch.server.cors import cors_config
 from orch.server.errors import EXCEPTION_HANDLERS
+from orch.server.mcp.server import HttpEndpoint
 from orch.server.routes import agents, execution, orchestrations, runs
 from orch.server.routes.health import health
 from orch.server.sessions import SessionSigner
@@ -54,7 +56,9 @@ def create_app(settings: Settings, *, api_keys: list[str] | None = None, allow_u
             app.state.keyring = keyring
             app.state.sessions = sessions
             app.state.ctx = ServerContext(settings, engine, report, sse_ping_seconds)
-            yield
+            app.state.mcp = HttpEndpoint(engine, local=allow_unauthenticated)
+            async with app.state.mcp.running():
+                yield
         finally:
             await engine.close()
 
@@ -66,7 +70,7 @@ def create_app(settings: Settings, *, api_keys: list[str] | None = None, allow_u
         # /health at the root too, where load balancers and probes look for it.
         route_handlers=[api, Router(path=API_PREFIX, route_handlers=[health]),
                         Router(path="/", route_handlers=[health]),
-                        console_router(sessions.csrf_secret), *redirects, swagger_assets()],
+                        console_router(sessions.csrf_secret), *redirects, swagger_assets(), mcp_endpoint],
         lifespan=[lifespan],
         on_startup=[document_event_streams],
         template_config=template_config(),
@@ -83,6 +87,12 @@ def create_app(settings: Settings, *, api_keys: list[str] | None = None, allow_u
         ),
         logging_config=None,
     )
+
+
+@asgi("/mcp", is_mount=True, copy_scope=True, guards=[require_api_key], include_in_schema=False)
+async def mcp_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+    """The orchestrations as MCP tools over streamable HTTP (docs/mcp.md), behind the API keys."""
+    await scope["app"].state.mcp(scope, receive, send)
 
 
 def log_report(report: LoadReport) -> None:

@@ -380,6 +380,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from orch.server.cli.mcp import serve_mcp
+
+    return asyncio.run(serve_mcp(_settings(args)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orch", description="Durable, typed AI orchestrations.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -431,6 +437,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--graphs")
     db(p)
     p.set_defaults(func=lambda a: asyncio.run(_runs(a)))
+
+    p = sub.add_parser("mcp", help="serve the orchestrations as MCP tools on stdin/stdout")
+    p.add_argument("--graphs", help="graphs directory (default: ORCH_GRAPHS_DIR or graphs)")
+    db(p)
+    p.set_defaults(func=cmd_mcp)
 
     p = sub.add_parser("keys", help="create an API key (printed once, stored hashed)")
     p.add_argument("action", choices=["create"])

@@ -17,3 +17,23 @@ async def verify_mcp_tools(report: LoadReport, settings: Settings) -> list[Probl
         return await verify(report.graphs.values(), clients)
     finally:
         await clients.aclose()
+
+
+async def serve_mcp(settings: Settings) -> int:
+    """The graphs of the graphs directory as MCP tools on stdin/stdout; runs are stored in the
+    database like the server's, so a gate paused here can be answered there and back."""
+    import sys
+
+    from orch.bootstrap import build_engine, left_out_because
+    from orch.server.mcp import serve_stdio
+
+    engine, report = await build_engine(settings)
+    try:
+        for orch_id, problems in sorted(report.rejected.items()):
+            print(f"orch mcp: left out {orch_id}, {left_out_because(problems)}", file=sys.stderr)
+        print(f"orch mcp: serving {len(report.graphs)} orchestrations as MCP tools on stdio "
+              f"({settings.database_url})", file=sys.stderr, flush=True)
+        await serve_stdio(engine)
+        return 0
+    finally:
+        await engine.close()

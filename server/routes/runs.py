@@ -12,6 +12,7 @@ from litestar.exceptions import ValidationException
 from litestar.params import FromPath, FromQuery, HeaderParameter, QueryParameter
 from litestar.response import Stream
 
+from orch.run.engine import Engine
 from orch.run.model import Run
 from orch.run.results import RunResult, iso
 from orch.server.context import Ctx
@@ -66,8 +67,12 @@ async def list_runs(
 @get("/{run_id:str}", summary="A run's status, state, history, pending gate, cost and timestamps",
      responses=error_responses(404))
 async def get_run(ctx: Ctx, run_id: FromPath[str]) -> RunDetail:
-    run = await ctx.engine.get_run(run_id)
-    result = await ctx.engine.result(run_id)
+    return await run_detail(ctx.engine, run_id)
+
+
+async def run_detail(engine: Engine, run_id: str) -> RunDetail:
+    run = await engine.get_run(run_id)
+    result = await engine.result(run_id)
     gate = result.human_input_required
     return RunDetail(
         run_id=run.id, orchestration_id=run.orchestration_id, version=run.version, status=result.status,
