@@ -18,6 +18,7 @@ from orch.definition.loader import Catalog, load_text, parse_text
 from orch.definition.render_svg import render_svg
 from orch.definition.source_lines import SourceLines
 from orch.errors import Problem
+from orch.mcp.verify import ToolNames
 from orch.server.context import Ctx, ServerContext
 from orch.server.routes.orchestrations import transform_problems
 from orch.server.ui.orchestrations import Located
@@ -58,7 +59,7 @@ def check_text(ctx: ServerContext, text: str, file: str) -> Outcome:
     refused = _transforms(ctx, text, file)
     checked = []
     for n, (oid, loaded) in enumerate(catalog.orchestrations.items()):
-        result = compile_orchestration(loaded, agents, tools=set(ctx.engine.services.tools.names()),
+        result = compile_orchestration(loaded, agents, tools=ToolNames(ctx.engine.services.tools.names(), ctx.engine.services.mcp.servers),
                                        orchestrations=set(ctx.engine.graphs) | set(catalog.orchestrations))
         problems = [p for p in refused if p.orchestration_id == oid] + result.problems
         graph = result.graph if not any(p.severity == "error" for p in problems) else None
