@@ -16,6 +16,7 @@ from orch.events import (
     AgentTurn, Event, HumanInputRequired, LoopLimitReached, OrchestrationError, RoutingDecision, StepComplete,
     StepError, StepStart, ToolExecution, ToolResult,
 )
+from orch.server.cli.mcp import add_mcp_command, check_mcp_tools, serve_mcp
 from orch.settings import Settings
 
 
@@ -49,13 +50,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from orch.tools import ToolRegistry
 
     settings = Settings.from_env()
-    report = load_graphs(args.paths, set(ToolRegistry.with_builtins().names()),
-                         mcp_servers_file=settings.mcp_servers_file)
+    report = load_graphs(args.paths, set(ToolRegistry.with_builtins().names()), mcp_servers_file=settings.mcp_servers_file)
     if args.mcp:
-        from orch.server.cli.mcp import verify_mcp_tools
-
-        report.problems = [p for p in report.problems if p.code != "unverified-tool"]
-        report.problems.extend(asyncio.run(verify_mcp_tools(report, settings)))
+        check_mcp_tools(report, settings)
     errors = [p for p in report.problems if p.severity == "error"]
     for p in report.problems:
         print(("error: " if p.severity == "error" else "warning: ") + str(p), file=sys.stderr if p.severity == "error" else sys.stdout)
@@ -380,12 +377,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_mcp(args: argparse.Namespace) -> int:
-    from orch.server.cli.mcp import serve_mcp
-
-    return asyncio.run(serve_mcp(_settings(args)))
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orch", description="Durable, typed AI orchestrations.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -405,8 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="validate graph files or directories as one set")
     p.add_argument("paths", nargs="+")
-    p.add_argument("--mcp", action="store_true",
-                   help="connect to the MCP servers the graphs use and check their tool names")
+    p.add_argument("--mcp", action="store_true", help="ask the MCP servers the graphs use for their tools")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("graph", help="print a graph as Mermaid, dot or SVG")
@@ -438,11 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     db(p)
     p.set_defaults(func=lambda a: asyncio.run(_runs(a)))
 
-    p = sub.add_parser("mcp", help="serve the orchestrations as MCP tools on stdin/stdout")
-    p.add_argument("--graphs", help="graphs directory (default: ORCH_GRAPHS_DIR or graphs)")
-    db(p)
-    p.set_defaults(func=cmd_mcp)
-
+    add_mcp_command(sub, db, lambda a: asyncio.run(serve_mcp(_settings(a))))
     p = sub.add_parser("keys", help="create an API key (printed once, stored hashed)")
     p.add_argument("action", choices=["create"])
     p.add_argument("--name")

@@ -3,27 +3,45 @@ the graphs' MCP servers for their tools."""
 
 from __future__ import annotations
 
-from orch.bootstrap import LoadReport
-from orch.errors import Problem
-from orch.mcp import McpClients, McpPolicy
-from orch.mcp.verify import verify
+import argparse
+import asyncio
+import sys
+from typing import TYPE_CHECKING, Any, Callable
+
 from orch.settings import Settings
 
+if TYPE_CHECKING:
+    from orch.bootstrap import LoadReport
 
-async def verify_mcp_tools(report: LoadReport, settings: Settings) -> list[Problem]:
-    servers = (s.spec for s in report.catalog.mcp_servers.values()) if report.catalog else ()
-    clients = McpClients(servers, McpPolicy.from_settings(settings))
-    try:
-        return await verify(report.graphs.values(), clients)
-    finally:
-        await clients.aclose()
+
+def add_mcp_command(sub: Any, db: Callable[[argparse.ArgumentParser], None],
+                    run: Callable[[argparse.Namespace], int]) -> None:
+    p = sub.add_parser("mcp", help="serve the orchestrations as MCP tools on stdin/stdout")
+    p.add_argument("--graphs", help="graphs directory (default: ORCH_GRAPHS_DIR or graphs)")
+    db(p)
+    p.set_defaults(func=run)
+
+
+def check_mcp_tools(report: LoadReport, settings: Settings) -> None:
+    """Replace the report's unverified MCP tools by what their servers say."""
+    from orch.mcp import McpClients, McpPolicy
+    from orch.mcp.verify import verify
+
+    async def ask() -> None:
+        servers = (s.spec for s in report.catalog.mcp_servers.values()) if report.catalog else ()
+        clients = McpClients(servers, McpPolicy.from_settings(settings))
+        try:
+            report.problems = [p for p in report.problems if p.code != "unverified-tool"]
+            report.problems.extend(await verify(report.graphs.values(), clients))
+        finally:
+            await clients.aclose()
+
+    asyncio.run(ask())
 
 
 async def serve_mcp(settings: Settings) -> int:
     """The graphs of the graphs directory as MCP tools on stdin/stdout; runs are stored in the
     database like the server's, so a gate paused here can be answered there and back."""
-    import sys
-
     from orch.bootstrap import build_engine, left_out_because
     from orch.server.mcp import serve_stdio
 
