@@ -58,12 +58,12 @@ class McpClients:
             servers = [s for s in self.servers if self.policy.refusal(self.servers[s]) is None]
             listed = await asyncio.gather(*(self._tools(s) for s in servers))
             return [spec for tools in listed for spec in tools.values()]
-        wanted = [n for n in dict.fromkeys(names) if self.owns(n)]
+        wanted = [(n, parts[0]) for n in dict.fromkeys(names)
+                  if (parts := split_tool_name(n)) is not None and parts[0] in self.servers]
         by_server: dict[str, dict[str, ToolSpec]] = {}
-        for server in dict.fromkeys(split_tool_name(n)[0] for n in wanted):  # type: ignore[index]
+        for server in dict.fromkeys(server for _, server in wanted):
             by_server[server] = await self._tools(server)
-        return [by_server[split_tool_name(n)[0]][n] for n in wanted  # type: ignore[index]
-                if n in by_server[split_tool_name(n)[0]]]  # type: ignore[index]
+        return [by_server[server][n] for n, server in wanted if n in by_server[server]]
 
     async def spec(self, name: str) -> ToolSpec:
         server, tool = self._split(name)
@@ -91,8 +91,8 @@ class McpClients:
         listed = next((t for t in await connection.tools() if t.name == tool), None)
         value = result_value(result, listed.output_schema if listed is not None else None)
         if result.is_error:
-            raise ToolError(f"MCP tool '{name}' failed: {value if isinstance(value, str) else msgspec.json.encode(value).decode()}",
-                            tool=name)
+            text = value if isinstance(value, str) else msgspec.json.encode(value).decode()
+            raise ToolError(f"MCP tool '{name}' failed: {text}", tool=name)
         return value
 
     async def aclose(self) -> None:

@@ -66,7 +66,7 @@ async def verify(graphs: Iterable[CompiledGraph], clients: McpClients) -> list[P
     for graph in graphs:
         for sid, names in mcp_tools_used(graph, clients.servers).items():
             for name in names:
-                server = split_tool_name(name)[0]  # type: ignore[index]
+                server = name.partition("__")[0]  # mcp_tools_used gives only <server>__<tool> names
                 if server not in reasons:
                     try:
                         await clients.connection(server).tools()

@@ -199,3 +199,18 @@ def test_a_stream_survives_its_server_being_killed_and_started_again(server: Ser
         completed = [e.step_id for e in stored if e.__struct_config__.tag == "step_complete"]
         assert completed == [f"s{i}" for i in range(1, 13)]
         assert api.get_run(stream.run_id or "").state["o12"] == "paused 0.3s"
+
+
+def test_the_other_endpoints(live: LiveServer) -> None:
+    with Client(live.url, API_KEY) as api:
+        assert api.health().status == "ok"
+        assert api.graph(RESEARCH).startswith("flowchart")
+        assert "digraph" in api.graph(RESEARCH, "dot")
+        agents = api.list_agents()
+        assert agents and api.get_agent(agents[0].id).id == agents[0].id
+        report = api.validate({"id": "x", "name": "X", "steps": [{"id": "a", "type": "print"}]})
+        assert not report.valid
+        assert [p.message for p in report.problems] == ["print step needs 'print_content'"]
+        with pytest.raises(NotFound) as missing:
+            api.get_agent("agent-nope")
+        assert missing.value.detail == "agent 'agent-nope' not found"
