@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import IO, Any
 
@@ -38,6 +38,7 @@ from orch.mcp.policy import McpPolicy
 
 log = logging.getLogger("orch.mcp")
 IDEMPOTENCY_META = "orch/idempotency-key"  # `_meta` key of the attempt identity sent with each call
+SESSION_ENDED = "Session terminated"  # the SDK's error when a server answers 404 for our session
 
 
 class McpUnavailable(ToolError):
@@ -58,7 +59,7 @@ class McpConnection:
             listed: list[mcp_types.Tool] = []
             cursor: str | None = None
             while True:
-                page = await self._request(live, "listing its tools", live.connected.list_tools(cursor=cursor))
+                page = await self._request(live, "listing its tools", lambda c: c.list_tools(cursor=cursor))
                 listed.extend(page.tools)
                 cursor = page.next_cursor
                 if not cursor:
@@ -71,7 +72,7 @@ class McpConnection:
         live = await self._open()
         limit = timeout or self.server.timeout_seconds or self.policy.call_timeout_seconds
         meta = {IDEMPOTENCY_META: key} if key else None
-        result: mcp_types.CallToolResult = await self._request(live, f"the call of '{tool}'", live.connected.call_tool(
+        result: mcp_types.CallToolResult = await self._request(live, f"the call of '{tool}'", lambda c: c.call_tool(
             tool, arguments, read_timeout_seconds=limit, meta=meta))  # type: ignore[arg-type]
         return result
 
@@ -98,9 +99,18 @@ class McpConnection:
             self.opened += 1
             return self._live
 
-    async def _request(self, live: _Live, what: str, request: Any) -> Any:
+    async def _request(self, live: _Live, what: str, send: Callable[[Client], Awaitable[Any]]) -> Any:
         try:
-            return await request
+            try:
+                return await send(live.connected)
+            except MCPError as exc:
+                if exc.error.message != SESSION_ENDED:
+                    raise
+                # The server no longer knows our session (it restarted) and did not act on the
+                # request: open a new session and send it once more.
+                live.lost.set()
+                live = await self._open()
+                return await send(live.connected)
         except MCPError as exc:
             if exc.error.code == CONNECTION_CLOSED:
                 live.lost.set()

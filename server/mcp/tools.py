@@ -57,11 +57,11 @@ def state_schema(graph: CompiledGraph) -> dict[str, Any]:
             "description": "Initial values of state keys; each is checked against its declared type"}
 
 
-def orchestration_tool(graph: CompiledGraph) -> Tool:
+def orchestration_tool(graph: CompiledGraph, name: str) -> Tool:
     orch = graph.orchestration
     text = f"Run the orchestration '{orch.name}'" + (f": {orch.description}" if orch.description else "") + (
         ". It may pause at a human gate: the result then holds human_input_required, and the resume tool answers it.")
-    return Tool(name=tool_name(orch.id), title=orch.name, description=text, input_schema={
+    return Tool(name=name, title=orch.name, description=text, input_schema={
         "type": "object",
         "properties": {"message": {"type": "string", "description": "The run's input message"},
                        "state": state_schema(graph), "idempotency_key": _KEY},
@@ -102,10 +102,18 @@ class OrchestrationTools:
         self.engine = engine
 
     def graphs_by_tool(self) -> dict[str, CompiledGraph]:
-        return {tool_name(g.id): g for g in sorted(self.engine.graphs.values(), key=lambda g: g.id)}
+        """The orchestrations by tool name; ids that become the same name get `_2`, `_3`… in id order."""
+        out: dict[str, CompiledGraph] = {}
+        for graph in sorted(self.engine.graphs.values(), key=lambda g: g.id):
+            name, n = tool_name(graph.id), 1
+            while name in out:
+                n += 1
+                name = f"{tool_name(graph.id)[:60]}_{n}"
+            out[name] = graph
+        return out
 
     def list(self) -> list[Tool]:
-        return [*FIXED_TOOLS, *(orchestration_tool(g) for g in self.graphs_by_tool().values())]
+        return [*FIXED_TOOLS, *(orchestration_tool(g, name) for name, g in self.graphs_by_tool().items())]
 
     async def call(self, name: str, args: dict[str, Any], progress: Progress | None = None) -> CallToolResult:
         try:
@@ -118,7 +126,8 @@ class OrchestrationTools:
         if name == "list_orchestrations":
             found = [OrchestrationSummary(id=g.id, name=g.orchestration.name, description=g.orchestration.description,
                                           steps=len(g.orchestration.steps)) for g in self.graphs_by_tool().values()]
-            return success({"orchestrations": [{**msgspec.to_builtins(s), "tool": tool_name(s.id)} for s in found]})
+            tools = {g.id: name for name, g in self.graphs_by_tool().items()}
+            return success({"orchestrations": [{**msgspec.to_builtins(s), "tool": tools[s.id]} for s in found]})
         if name == "list_runs":
             runs = await engine.store.list_runs(orchestration_id=args.get("orchestration_id"), status=args.get("status"),
                                                 limit=int(args.get("limit", 20)))

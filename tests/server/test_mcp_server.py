@@ -97,3 +97,47 @@ async def test_the_official_client_runs_an_orchestration_over_stdio(tmp_path: Pa
     )
     async with Client(params, read_timeout_seconds=60) as client:
         await run_to_gate_and_resume(client)
+
+
+async def test_each_finished_step_is_reported_as_progress(live: LiveServer) -> None:
+    seen: list[tuple[float, str | None]] = []
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        seen.append((done, message))
+
+    async with http_client(live) as client:
+        result = await client.call_tool("orch-research-report", {"message": "progress"}, progress_callback=progress)
+    assert structured(result)["status"] == "paused"
+    assert seen == [(1.0, "step-research completed"), (2.0, "step-write completed")]
+
+
+def test_in_local_mode_mcp_answers_only_loopback_hosts(settings: Any) -> None:
+    server = LiveServer(settings, api_keys=[], allow_unauthenticated=True).start()
+    try:
+        body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+        rebound = httpx.post(server.url + "/mcp", json=body, headers={**headers, "Host": "attacker.example"})
+        assert rebound.status_code == 421
+        assert httpx.post(server.url + "/mcp", json=body, headers=headers).status_code == 200
+    finally:
+        server.stop()
+
+
+def test_tool_names_from_orchestration_ids() -> None:
+    from types import SimpleNamespace
+
+    import orch
+    from orch.definition.loader import load_text
+    from orch.server.mcp import OrchestrationTools
+
+    catalog = load_text("""
+orchestrations:
+  - {id: resume, name: R, steps: [{id: a, type: print, print_content: x}]}
+  - {id: "orch a", name: A, steps: [{id: a, type: print, print_content: x}]}
+  - {id: "orch/a", name: B, steps: [{id: a, type: print, print_content: x}]}
+""", "ids.yaml")
+    graphs = {oid: r.graph for oid, r in orch.compile(catalog).items()}
+    tools = OrchestrationTools(SimpleNamespace(graphs=graphs))  # type: ignore[arg-type]
+    assert {name: g.id for name, g in tools.graphs_by_tool().items()} == {
+        "orch_a": "orch a", "orch_a_2": "orch/a", "run_resume": "resume"}
+    assert [t.name for t in tools.list()][5:] == ["orch_a", "orch_a_2", "run_resume"]
