@@ -124,10 +124,15 @@ class RunFeed:
         return out
 
     async def _fill(self, upto: int) -> list[Item]:
-        """Stored events between the last one sent and `upto`, waiting briefly for their commit."""
+        """Stored events between the last one sent and `upto`, waiting briefly for their commit.
+        A hole below the run's stored `last_seq` is final: numbers a recovered run skipped past
+        (docs/semantics.md, Events) are never stored, so there is nothing to wait for."""
         deadline = time.monotonic() + self.gap_seconds
         while True:
             found = [(s, b) for s, b in await self.engine.store.events(self.run_id, after=self.last) if s < upto]
             if (found and found[-1][0] == upto - 1) or time.monotonic() >= deadline:
                 return found
+            run = await self.engine.store.get_run(self.run_id)
+            if run is not None and run.last_seq >= upto - 1:  # read again: a commit may have landed meanwhile
+                return [(s, b) for s, b in await self.engine.store.events(self.run_id, after=self.last) if s < upto]
             await asyncio.sleep(0.02)

@@ -27,10 +27,11 @@ class ScriptedEngine:
         self.pending = list(pending)
         self.active = active
         self.status = "running"
+        self.last_seq = 0  # what the run row says was committed
         self.store = self
 
     async def get_run(self, run_id: str) -> Run:
-        return Run(id=run_id, orchestration_id="o", version="v", status=RunStatus(self.status))
+        return Run(id=run_id, orchestration_id="o", version="v", status=RunStatus(self.status), last_seq=self.last_seq)
 
     async def events(self, run_id: str, after: int = 0) -> list[tuple[int, bytes]]:
         return sorted((s, b) for s, b in self.stored.items() if s > after)
@@ -62,6 +63,14 @@ async def test_a_hole_left_by_a_late_commit_is_filled_from_the_store() -> None:
     engine.commit(event(3))
     engine.hub.publish(event(5, done=True))
     assert await reader == [1, 2, 3, 4, 5]
+
+
+async def test_numbers_skipped_by_a_recovered_run_are_passed_over_at_once() -> None:
+    # A run recovered after a crash numbers on 1,000 past its last stored event.
+    engine = ScriptedEngine(stored=[event(1), event(2), event(1003), event(1004, done=True)], active=False)
+    engine.last_seq, engine.status = 1004, "paused"
+    feed = RunFeed(engine, RUN, idle_seconds=10, gap_seconds=30)  # type: ignore[arg-type]
+    assert await collect(feed, timeout=2) == [1, 2, 1003, 1004]
 
 
 async def test_events_seen_in_several_places_are_sent_once() -> None:
