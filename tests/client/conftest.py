@@ -1,3 +1,3 @@
 """The server tests' live server, for the client's tests."""
 
-from tests.server.conftest import api, live  # noqa: F401 - fixtures
+from tests.server.conftest import live  # noqa: F401 - a fixture

@@ -13,7 +13,7 @@ import pytest
 import orch
 from orch.definition.loader import load_text
 from orch.server.cli import main
-from tests.engine.test_mcp_tools import BUNDLE, FAKE, FORECAST, bundle, settings, stdio_server
+from tests.engine.test_mcp_tools import BUNDLE, FORECAST, bundle, settings, stdio_server
 
 
 def problems(text: str, file: str = "servers.yaml") -> list[str]:
@@ -115,7 +115,3 @@ async def test_an_agent_with_all_tools_gets_the_servers_tools_too(tmp_path: Path
         assert result.shared_state["report"].endswith("- weather__add: 5")
     finally:
         await eng.close()
-
-
-def test_the_fake_server_is_where_the_tests_say() -> None:
-    assert Path(FAKE).is_file()
