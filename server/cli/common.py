@@ -92,7 +92,11 @@ def console(out: TextIO | None = None) -> Any:
     markup read from the text, never wrapped."""
     from rich.console import Console
 
-    return Console(file=out or sys.stdout, markup=False, highlight=False, emoji=False, soft_wrap=True)
+    class Quiet(Console):
+        def on_broken_pipe(self) -> None:  # rich would exit 1; main() ends such a command as 141
+            raise BrokenPipeError
+
+    return Quiet(file=out or sys.stdout, markup=False, highlight=False, emoji=False, soft_wrap=True)
 
 
 def with_example(text: str) -> str:
