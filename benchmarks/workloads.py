@@ -140,8 +140,6 @@ OBSERVE = "off"
 
 
 def observe(engine: orch.Engine) -> None:
-    from orch.server.app import observe_engine
-
     provider = None
     if OBSERVE == "traced":
         from opentelemetry.sdk.trace import TracerProvider
@@ -153,7 +151,7 @@ def observe(engine: orch.Engine) -> None:
 
         provider = TracerProvider()
         provider.add_span_processor(BatchSpanProcessor(Nowhere()))
-    observe_engine(engine, provider)
+    orch.observe_engine(engine, provider)
 
 
 def ours_check(expected: int, **more: Any) -> Callable[[Any], None]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, AsyncIterator, Mapping
 
 from litestar import Litestar, Router
 from litestar.di import Provide
@@ -13,7 +13,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from orch.bootstrap import LoadReport, build_engine, left_out_because
 from orch.observe.otel_env import tracing_requested
-from orch.run.engine import Engine
+from orch.observe.watch import observe_engine
 from orch.settings import Settings
 from orch.steps.base import Executor
 from orch.server.auth import KeyRing, env_keys, require_api_key
@@ -101,35 +101,6 @@ def create_app(settings: Settings, *, api_keys: list[str] | None = None, allow_u
     # Outside Litestar's routing, so that every request gets an id and a log line, 404s too.
     app.asgi_handler = RequestLog(app.asgi_handler, tracer_provider)  # type: ignore[assignment]
     return app
-
-
-def observe_engine(engine: Engine, tracer_provider: Any = None) -> Callable[[], Awaitable[None]]:
-    """Log, count and (with a provider) trace the engine's runs; returns what stops that."""
-    from orch.observe.metrics import RunMetrics, process_exited, timed_store, watch_llm_calls
-    from orch.observe.runlog import RunLog
-
-    engine.store = timed_store(engine.store)
-    watch_llm_calls()
-    listeners: list[Any] = [RunLog(engine.store.get_run), RunMetrics(engine.store.get_run)]
-    tracer = None
-    if tracer_provider is not None:
-        from orch.observe.traces import RunTracer
-
-        tracer = RunTracer(tracer_provider)
-        listeners.append(tracer)
-    for listener in listeners:
-        engine.hub.add_listener(listener)
-
-    async def stop() -> None:
-        for listener in listeners:
-            engine.hub.remove_listener(listener)
-            if hasattr(listener, "drain"):
-                await listener.drain()
-        if tracer is not None:
-            tracer.close()
-        process_exited()  # with several workers: this one's live gauges go
-
-    return stop
 
 
 def log_report(report: LoadReport) -> None:
