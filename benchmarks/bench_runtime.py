@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 import bench_memory
+import workloads
 from report import machine, table, us
 from runtime_report import Figures, Phases, issue_table, more_table
 from sqlite_size import journal_mode, lg_stored, ours_stored, pragma, stored_rows
@@ -379,7 +380,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few runs of each case: a smoke run of a few seconds")
     parser.add_argument("--no-memory", action="store_true", help="leave out the two memory rows (tracemalloc)")
+    parser.add_argument("--observe", choices=["off", "server", "traced"], default="off",
+                        help="watch this engine's runs as a library (off), as a server does with tracing off "
+                             "(logs, metrics), or with tracing on too (spans exported to nowhere)")
     args = parser.parse_args()
+    workloads.OBSERVE = args.observe
     sizes = QUICK if args.quick else FULL
     started, load_before = time.perf_counter(), os.getloadavg()[0]
     have_lg, have_pg = peer_available(LANGGRAPH), peer_available(PYDANTIC_GRAPH)
@@ -388,6 +393,8 @@ def main() -> None:
     versions = "".join(f" · {p.lower()} {peer_version(p)}" for p, have in ((LANGGRAPH, have_lg),
                                                                          (PYDANTIC_GRAPH, have_pg)) if have)
     print(machine("quick" if args.quick else "full", load_before, versions))
+    if args.observe != "off":
+        print(f"this engine observed: {args.observe} (--observe)")
     lg_text = (f", LangGraph={f.lg_sqlite['synchronous']} (journal {f.lg_sqlite['journal']}), LangGraph "
                "durability=\"sync\"") if have_lg else ""
     print(f"durable: SQLite journal {f.ours_journal}, synchronous this engine={SYNCHRONOUS} "

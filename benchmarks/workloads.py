@@ -123,12 +123,35 @@ async def open_ours(db_path: str, graphs: dict[str, str], *, synchronous: str = 
     if lease_seconds is not None:
         settings.lease_seconds = lease_seconds
     engine, report = await orch.open_engine(settings, graphs=[graphs_dir], executors={"agent": executor})
+    if OBSERVE != "off":
+        observe(engine)
     missing = sorted(set(graphs) - set(report.graphs))
     if missing:
         await engine.close()
         problems = [str(p) for ps in report.rejected.values() for p in ps] + [str(p) for p in report.problems]
         raise RuntimeError(f"benchmark graphs not served: {missing}: {problems}")
     return engine
+
+
+# What watches this engine's runs (bench_runtime --observe): "off", as a library embeds it;
+# "server", the logs and metrics a server keeps, tracing off (OTEL_* unset); "traced", those and
+# OpenTelemetry spans of every run, step and call, exported in batches to nowhere.
+OBSERVE = "off"
+
+
+def observe(engine: orch.Engine) -> None:
+    provider = None
+    if OBSERVE == "traced":
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+        class Nowhere(SpanExporter):
+            def export(self, spans: Any) -> SpanExportResult:
+                return SpanExportResult.SUCCESS
+
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(Nowhere()))
+    orch.observe_engine(engine, provider)
 
 
 def ours_check(expected: int, **more: Any) -> Callable[[Any], None]:

@@ -26,6 +26,7 @@ from orch.errors import (
     NotPaused, Problem, ProviderError, RunError, RunFenced, RunNotFound, RunStateError, RunTimeout, StateWriteError,
     StepFailed, StepTimeout, ToolError, TurnLimitExceeded,
 )
+from orch.observe.watch import observe_engine
 from orch.run.engine import Engine
 from orch.run.model import Checkpoint, Gate, Run, RunStatus, StepRecord
 from orch.run.results import HistoryEntry, HumanInput, RunResult
@@ -51,7 +52,7 @@ __all__ = [
     "StepResult",
     "NotPaused", "Problem", "ProviderError", "RunError", "RunNotFound", "RunResult", "RunStateError", "RunTimeout",
     "Settings", "StateWriteError", "StepFailed", "StepTimeout", "ToolError", "TurnLimitExceeded", "compile", "load",
-    "load_paths", "load_text", "open_engine",
+    "load_paths", "load_text", "observe_engine", "open_engine",
     "Checkpoint", "Gate", "MemoryStore", "Run", "RunFenced", "RunStatus", "RunStore", "SQLStore", "StepContext",
     "StepKind", "StepRecord", "TransformPolicy", "run_transform", "transform_policy",
 ]

@@ -7,8 +7,9 @@ those when it emits, so executors construct events with their own fields only.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import msgspec
 
@@ -106,6 +107,19 @@ class Done(Event, tag="done"):
     status: str = ""
 
 
+class RunContinued(Event, tag="run_continued"):
+    """Not part of a run's stream (never stored, never sent to subscribers): tells the hub's
+    listeners that this process took up a run that already existed: a gate was answered
+    (`resumed`), or a run left by a process that exited (`recovered`, at this process's start)
+    or whose owner stopped renewing its lease (`taken_over`, by the heartbeat's sweep) continues
+    from its last checkpoint here. Carries what the run had spent before."""
+
+    orchestration_id: str
+    how: str  # resumed | recovered | taken_over
+    cost_usd: float = 0.0
+    active_seconds: float = 0.0
+
+
 AnyEvent = (
     RunStart | StepStart | StepComplete | StepError | AgentTurn | ToolExecution | ToolResult
     | RoutingDecision | LoopLimitReached | HumanInputRequired | OrchestrationComplete
@@ -138,16 +152,41 @@ def preview(value: Any, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+Listener = Callable[[Event], None]
+log = logging.getLogger("orch.events")
+
+
 class EventHub:
     """Fan-out of live events to subscribers, per run. Readers replay history from the store
-    first, then follow the hub; `seq` lets them drop what they have already seen."""
+    first, then follow the hub; `seq` lets them drop what they have already seen.
+
+    Listeners (`add_listener`) see every run's events, and the `RunContinued` notices, as they
+    are published, synchronously: logs, metrics and traces are built on them. A listener that
+    raises is logged and otherwise ignored: observing a run never disturbs it."""
 
     def __init__(self) -> None:
         self._subs: dict[str, set[asyncio.Queue[Event | None]]] = {}
+        self._listeners: tuple[Listener, ...] = ()
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self._listeners = tuple(x for x in self._listeners if x is not listener)
 
     def publish(self, event: Event) -> None:
         for q in self._subs.get(event.run_id, ()):
             q.put_nowait(event)
+        if self._listeners:
+            self.notify(event)
+
+    def notify(self, event: Event) -> None:
+        """Tell the listeners only (a notice such as `RunContinued`, or a published event)."""
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:  # noqa: BLE001 - an observer's bug must not reach the run
+                log.exception("event listener %r failed on a %s event", listener, type(event).__name__)
 
     def close(self, run_id: str) -> None:
         """The run stopped (paused, finished); wake its subscribers."""

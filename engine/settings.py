@@ -1,4 +1,6 @@
-"""Operator settings, from ORCH_* environment variables (flags override them in the CLI)."""
+"""Operator settings: every one has a default, and may be set in `orch.toml`, by an ORCH_*
+environment variable or by a flag, each overriding the one before (orch.config loads them in
+that order; `from_env` here reads the environment alone). docs/operations.md has the table."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Literal
 
 import msgspec
 
-_LISTS = ("tool_modules", "child_env_passthrough", "cors_origins", "mcp_stdio_commands")  # comma-separated in the environment
+_LISTS = ("tool_modules", "child_env_passthrough", "cors_origins", "mcp_stdio_commands", "api_keys")  # comma-separated in the environment
 
 
 class SettingsError(ValueError):
@@ -51,6 +53,17 @@ class Settings(msgspec.Struct, kw_only=True):
     mcp_stdio_commands: list[str] = []
     mcp_connect_timeout_seconds: float = 15.0
     mcp_call_timeout_seconds: float = 300.0
+    # Serving (`orch serve`): where, how many processes, who may call, what is logged.
+    host: str = "127.0.0.1"  # also with API keys: serving other machines is asked for, never implied
+    port: int = 8000
+    workers: int = 1
+    api_keys: list[str] = []
+    log_format: Literal["console", "json"] = "console"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    metrics_public: bool = False  # /metrics without an API key (for a scraper on a private network)
+    max_request_body_bytes: int = 10_000_000
+    keep_alive_seconds: float = 5.0  # an idle kept-alive connection is closed after this
+    shutdown_grace_seconds: float = 5.0  # on stop, open event streams are cut after this
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> "Settings":

@@ -12,8 +12,11 @@ import contextlib
 import os
 import secrets
 import shlex
+import shutil
 import socket
+import tempfile
 from pathlib import Path
+from typing import Any, Iterator
 
 import msgspec
 import msgspec.structs
@@ -22,6 +25,10 @@ from litestar import Litestar
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from orch.bootstrap import LoadReport, left_out_because, load_graphs, refuse_transforms
+from orch.config import secrets_of
+from orch.observe.logs import configure_logging
+from orch.observe.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+from orch.observe.otel_env import tracing_requested
 from orch.sandbox import TransformPolicy, transform_policy
 from orch.settings import Settings
 from orch.store.sql import SQLStore, normalize_url
@@ -34,7 +41,6 @@ from orch.server.ui.rendering import PREFIX as CONSOLE
 
 CONFIG_ENV = "ORCH_SERVE_CONFIG"
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-SHUTDOWN_GRACE_SECONDS = 5  # open SSE streams are cut after this on shutdown
 EXAMPLE_GRAPH = "orch-research-report"
 EXAMPLE_BODY = '{"message": "Synapse AI platform"}'
 
@@ -48,14 +54,21 @@ class ServeConfig(msgspec.Struct, kw_only=True):
 def app_from_env() -> Litestar:
     """uvicorn factory for worker processes."""
     config = msgspec.json.decode(os.environ[CONFIG_ENV], type=ServeConfig)
-    return create_app(config.settings, api_keys=config.api_keys, allow_unauthenticated=config.allow_unauthenticated)
+    settings = config.settings
+    configure_logging(settings.log_format, settings.log_level, secrets=secrets_of(settings, *config.api_keys))
+    return create_app(settings, api_keys=config.api_keys, allow_unauthenticated=config.allow_unauthenticated)
 
 
-def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-          api_keys: list[str] | None = None, allow_unauthenticated: bool = False, log_level: str = "info") -> None:
-    """Run the API until interrupted. Raises NoApiKeyConfigured before listening when no key exists
-    and unauthenticated use was not allowed, and IsolationUnavailable when transforms must be
-    isolated and cannot be."""
+def serve(settings: Settings, *, host: str | None = None, port: int | None = None, workers: int | None = None,
+          api_keys: list[str] | None = None, allow_unauthenticated: bool = False, log_level: str | None = None) -> None:
+    """Run the API until interrupted; `host`, `port`, `workers` and `log_level` default to the
+    settings' (127.0.0.1, 8000, 1, info). Raises NoApiKeyConfigured before listening when no key
+    exists and unauthenticated use was not allowed, IsolationUnavailable when transforms must be
+    isolated and cannot be, and ValueError (TracingError among them) for settings that cannot work."""
+    host = settings.host if host is None else host
+    port = settings.port if port is None else port
+    workers = settings.workers if workers is None else workers
+    log_level = log_level or settings.log_level
     keys = list(api_keys or [])
     if allow_unauthenticated and host not in LOOPBACK:
         raise ValueError(f"--local accepts requests without an API key, so it serves only on this machine "
@@ -65,28 +78,51 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, work
                          "PostgreSQL URL, or serve with one worker")
     # Opening the store once here also creates its tables before any worker races to.
     stored = len(asyncio.run(_stored_key_hashes(settings)))
-    if not (keys or env_keys() or stored or allow_unauthenticated):
+    if not (keys or settings.api_keys or env_keys() or stored or allow_unauthenticated):
         raise NoApiKeyConfigured("no API key is configured: create one with `orch keys create`, pass keys in "
                                  "ORCH_API_KEYS (comma-separated), or serve with --local (127.0.0.1, no keys)")
     cors_config(settings.cors_origins)  # raises ValueError before anything is printed
     SessionSigner(settings.session_secret)
+    if tracing_requested():
+        from orch.observe.traces import exporters_from_env
+
+        exporters_from_env()  # raises TracingError naming the variable
     if settings.session_secret is None and workers > 1:  # every worker must accept the others' cookies
         settings = msgspec.structs.replace(settings, session_secret=secrets.token_urlsafe(32))
     transforms = transform_policy(settings, local=allow_unauthenticated)
     print(banner(settings, _preload(settings, transforms), host=host, port=port,
                  authenticated=not allow_unauthenticated, transforms=transforms), flush=True)
-    options = dict(host=host, port=port, log_level=log_level, timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
+    options: dict[str, Any] = dict(
+        host=host, port=port, log_level=log_level, log_config=None, access_log=False,
+        timeout_keep_alive=settings.keep_alive_seconds, timeout_graceful_shutdown=settings.shutdown_grace_seconds)
     if workers == 1:
         app = create_app(settings, api_keys=keys, allow_unauthenticated=allow_unauthenticated)
-        uvicorn.run(app, **options)  # type: ignore[arg-type]
+        uvicorn.run(app, **options)
         return
-    config = ServeConfig(settings=settings, api_keys=keys, allow_unauthenticated=allow_unauthenticated)
-    os.environ[CONFIG_ENV] = msgspec.json.encode(config).decode()
-    # With several workers uvicorn opens the listening socket itself, and asyncio then leaves
-    # Nagle's algorithm on for accepted connections (encode/uvicorn#3149): every response on a
-    # kept-alive connection would wait ~40 ms for a delayed ACK. The protocol below turns it off.
-    uvicorn.run("orch.server.main:app_from_env", factory=True, workers=workers, http=NoDelayHTTP,
-                **options)  # type: ignore[arg-type]
+    with metrics_directory():
+        config = ServeConfig(settings=settings, api_keys=keys, allow_unauthenticated=allow_unauthenticated)
+        os.environ[CONFIG_ENV] = msgspec.json.encode(config).decode()
+        # With several workers uvicorn opens the listening socket itself, and asyncio then leaves
+        # Nagle's algorithm on for accepted connections (encode/uvicorn#3149): every response on a
+        # kept-alive connection would wait ~40 ms for a delayed ACK. The protocol below turns it off.
+        uvicorn.run("orch.server.main:app_from_env", factory=True, workers=workers, http=NoDelayHTTP, **options)
+
+
+@contextlib.contextmanager
+def metrics_directory() -> Iterator[None]:
+    """Workers share their metrics through files (prometheus-client's multi-process mode): in
+    PROMETHEUS_MULTIPROC_DIR when the operator set it (emptied of old samples first), else in a
+    temporary directory removed on exit. Set before the workers start, so they see it."""
+    given = os.environ.get(MULTIPROC_ENV)
+    directory = given or tempfile.mkdtemp(prefix="orch-metrics-")
+    prepare_multiprocess_dir(directory)
+    os.environ[MULTIPROC_ENV] = directory
+    try:
+        yield
+    finally:
+        if not given:
+            os.environ.pop(MULTIPROC_ENV, None)
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 class NoDelayHTTP(H11Protocol):

@@ -11,6 +11,7 @@ from litestar.openapi.spec import OpenAPIType, Reference, Schema
 from litestar.response import Stream
 
 from orch.events import AnyEvent
+from orch.observe.metrics import STREAMS_OPEN
 from orch.server.feed import RunFeed
 
 PING = b": ping\n\n"
@@ -49,8 +50,12 @@ def frame(seq: int, body: bytes) -> bytes:
 
 
 async def frames(feed: RunFeed) -> AsyncIterator[bytes]:
-    async for item in feed:
-        yield PING if item is None else frame(*item)
+    STREAMS_OPEN.inc()
+    try:
+        async for item in feed:
+            yield PING if item is None else frame(*item)
+    finally:
+        STREAMS_OPEN.dec()
 
 
 def event_stream(feed: RunFeed) -> Stream:

@@ -15,7 +15,7 @@ import orch
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 460  # modules over ~350 lines (360 with some slack) are on the list below, to be split
-LONG_MODULES = {"orch.run.driver", "orch.run.engine", "orch.server.cli", "orch.store.sql"}
+LONG_MODULES = {"orch.run.driver", "orch.run.engine", "orch.store.sql"}
 
 
 def module_name(path: Path) -> str:

@@ -14,12 +14,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ORCH = [sys.executable, "-m", "orch.server.cli"]
+ANSI = re.compile(rb"\x1b\[[0-9;]*m")
 
 
 def orch(*args: str, cwd: Path = ROOT, stdin: str = "", env: dict[str, str] | None = None,
          ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*ORCH, *args], cwd=cwd, capture_output=True, text=True, input=stdin, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+                          env={**plain_env(), "PYTHONPATH": str(ROOT), **(env or {})})
+
+
+def plain_env() -> dict[str, str]:
+    """The environment without variables that force or forbid colour."""
+    return {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "NO_COLOR", "TERM")}
 
 
 def test_validate_lists_each_graph_and_exits_0() -> None:
@@ -61,6 +67,7 @@ def test_run_with_answers_then_list_and_show(tmp_path: Path) -> None:
                "--answer", "decision=approve", "--answer", "notes=Fine")
     assert run.returncode == 0, run.stderr
     assert re.search(r"step-research\s+agent\s+completed\s+turns=2\s+cost=\$0\.000\d+", run.stdout)
+    assert "\x1b[" not in run.stdout  # no colour into a pipe
     assert "⏸ step-approve waits for a person" in run.stdout and "completed" in run.stdout
     run_id = re.search(r"run id: (\S+)", run.stdout).group(1)
     listed = orch("runs", "list", "--db", db)
@@ -72,7 +79,7 @@ def test_run_with_answers_then_list_and_show(tmp_path: Path) -> None:
 def test_paused_run_resumed_from_another_command(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'cli.db'}"
     first = orch("run", "graphs/research_report.yaml", "-m", "tides", "--db", db)
-    assert first.returncode == 0 and "paused at step-approve" in first.stdout
+    assert first.returncode == 3 and "paused at step-approve" in first.stdout  # 3: paused
     run_id = re.search(r"run id: (\S+)", first.stdout).group(1)
     bad = orch("runs", "resume", run_id, "--db", db, "--answer", "decision=maybe")
     assert "invalid answer: decision: 'maybe' is not one of: approve, reject" in bad.stdout
@@ -112,13 +119,13 @@ def test_gate_questions_are_asked_at_the_terminal(tmp_path: Path) -> None:
     proc = subprocess.Popen([*ORCH, "run", "graphs/research_report.yaml", "-m", "tides",
                              "--db", f"sqlite:///{tmp_path / 'tty.db'}"],
                             cwd=ROOT, stdin=slave, stdout=slave, stderr=slave,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env={**plain_env(), "PYTHONPATH": str(ROOT), "TERM": "xterm-256color"})
     os.close(slave)
     seen = b""
 
     def read_until(text: bytes) -> None:
         nonlocal seen
-        while text not in seen:
+        while text not in ANSI.sub(b"", seen):
             ready, _, _ = select.select([master], [], [], 60)
             assert ready, f"timed out waiting for {text!r}; got {seen[-500:]!r}"
             seen += os.read(master, 4096)
@@ -138,7 +145,8 @@ def test_gate_questions_are_asked_at_the_terminal(tmp_path: Path) -> None:
             pass
         os.close(master)
     assert proc.returncode == 0
-    assert b"step-publish completed" in seen
+    assert b"\x1b[" in seen  # colour on a terminal (the other tests read pipes: none there)
+    assert b"step-publish completed" in ANSI.sub(b"", seen)
 
 
 def test_gate_answers_can_be_piped_and_a_missing_file_is_named(tmp_path: Path) -> None:
@@ -150,7 +158,7 @@ def test_gate_answers_can_be_piped_and_a_missing_file_is_named(tmp_path: Path) -
     assert "paused at step-approve: Please review the draft article" in short.stdout
     assert "  decision: select [approve,reject]" in short.stdout
     missing = orch("run", "graphs/nope.yaml", "-m", "x", "--db", db)
-    assert (missing.returncode, missing.stderr.strip()) == (2, "orch: graphs/nope.yaml: no such file")
+    assert (missing.returncode, missing.stderr.strip()) == (4, "orch: graphs/nope.yaml: no such file")
 
 
 def test_local_mode_refuses_to_listen_beyond_this_machine() -> None:

@@ -19,7 +19,7 @@ from orch.errors import (
     GateTimeout, InvalidAnswer, InvalidInput, NotPaused, RunFenced, RunNotFound,
     StateWriteError,
 )
-from orch.events import Done, EventHub, OrchestrationError, RunStart, stamp
+from orch.events import Done, EventHub, OrchestrationError, RunContinued, RunStart, stamp
 from orch.run import scheduler
 from orch.run.driver import LIVE_EVENTS, RunDriver
 from orch.run.graphs import GraphRegistry
@@ -335,6 +335,9 @@ class Engine:
                 expect=frozenset({RunStatus.RUNNING}), live_gap=LIVE_EVENTS,
                 events=[OrchestrationError(error=str(exc)), Done(status="failed")]))
             raise
+        how = "resumed" if not recovered else "taken_over" if asyncio.current_task() is self._heartbeat else "recovered"
+        self.hub.notify(RunContinued(run_id=run_id, orchestration_id=driver.graph.id, how=how, cost_usd=driver.cost,
+                                     active_seconds=driver.active_seconds))  # for logs, metrics, traces
         self._launch(driver)
 
     async def cancel(self, run_id: str) -> RunResult:

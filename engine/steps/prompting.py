@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from orch.observe.calls import llm_call
 from orch.providers.base import Completion, CompletionRequest, Message, Provider
 from orch.definition.spec import Agent
 from orch.steps.base import StepContext
@@ -136,7 +137,15 @@ def request_for(ctx: StepContext, model: str, messages: Iterable[Message], **fie
 async def call_model(ctx: StepContext, provider: Provider, request: CompletionRequest) -> tuple[Completion, float]:
     """One LLM call, checked against the run's budget before and charged to it after."""
     ctx.check_budget()
-    completion = await provider.complete(request)
+    with llm_call(ctx.run_id, ctx.step.spec.id, provider.name, request.model) as call:  # metrics, traces
+        completion = await provider.complete(request)
+        cost = _priced(ctx, provider, request, completion)
+        call.completed(completion, cost)
+        ctx.add_cost(cost)
+    return completion, cost
+
+
+def _priced(ctx: StepContext, provider: Provider, request: CompletionRequest, completion: Completion) -> float:
     if hasattr(ctx, "turns"):  # the step's turns are its LLM calls, also when it fails later
         ctx.turns += 1
     prices = ctx.services.prices
@@ -148,9 +157,7 @@ async def call_model(ctx: StepContext, provider: Provider, request: CompletionRe
             _UNPRICED.add(priced_as)
             log.warning("model %r has no price in the price table: its calls cost $0, so max_total_cost_usd "
                         "cannot limit them; add it to a price file (ORCH_PRICE_FILE)", priced_as)
-    cost = prices.cost(priced_as, completion.usage)
-    ctx.add_cost(cost)
-    return completion, cost
+    return prices.cost(priced_as, completion.usage)
 
 
 def tool_calls_payload(completion: Completion) -> list[dict[str, Any]]:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Protocol, Sequence
 
+import msgspec
+
 from orch.run.model import Checkpoint, Run, RunEnding, RunStatus, StepRecord
 
 
@@ -25,6 +27,14 @@ def stored_text(value: str) -> str:
     """A string as a text column keeps it: PostgreSQL text cannot hold NUL, so it becomes U+FFFD
     (in every store alike). JSON values escape NUL and keep it exactly."""
     return value.replace("\x00", "\ufffd")
+
+
+class ApiKey(msgspec.Struct, frozen=True):
+    """A stored API key as listed: never its hash."""
+
+    id: str
+    name: str
+    created_at: float
 
 
 class RunStore(Protocol):
@@ -68,6 +78,9 @@ class RunStore(Protocol):
 
     async def add_api_key(self, key_id: str, name: str, key_hash: str) -> None: ...
 
+    async def revoke_api_key(self, key_id: str) -> bool:
+        """Delete a stored key; False when no key has that id."""
+
     # -- reads ----------------------------------------------------------------------------
 
     async def get_run(self, run_id: str) -> Run | None: ...
@@ -88,6 +101,15 @@ class RunStore(Protocol):
         """The run each of these keys was first used for, for those that were."""
 
     async def api_key_hashes(self) -> list[str]: ...
+
+    async def api_keys(self) -> list[ApiKey]:
+        """The stored keys, oldest first (then by id)."""
+
+    async def run_counts(self) -> dict[str, int]:
+        """How many runs have each status (statuses no run has are left out)."""
+
+    async def run_ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
+        """Ids of runs that start with `prefix` (taken literally), in order, at most `limit`."""
 
     async def count(self, table: str) -> int:
         """Rows in `runs`, `step_records` or `events` (for tests and benchmarks)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections import Counter
 from typing import Callable, Iterable, Sequence
 
 import msgspec
@@ -17,7 +18,7 @@ import msgspec
 from orch.errors import RunFenced
 from orch.events import stamp
 from orch.run.model import Checkpoint, Run, RunEnding, RunStatus, StepRecord
-from orch.store.base import stored_text
+from orch.store.base import ApiKey, stored_text
 
 _OPTIONAL = ("status", "gates", "gate_deadline", "response", "error", "finished_at")
 _state = msgspec.json.Decoder(dict)
@@ -37,7 +38,7 @@ class MemoryStore:
         self._events: dict[str, dict[int, bytes]] = {}
         self._definitions: dict[str, str] = {}
         self._idempotency: dict[str, str] = {}
-        self._api_keys: dict[str, tuple[str, str]] = {}
+        self._api_keys: dict[str, tuple[str, str, float]] = {}
 
     async def open(self) -> None:
         return None
@@ -136,7 +137,10 @@ class MemoryStore:
         self._definitions.setdefault(version, body)
 
     async def add_api_key(self, key_id: str, name: str, key_hash: str) -> None:
-        self._api_keys[key_id] = (name, key_hash)
+        self._api_keys[key_id] = (name, key_hash, time.time())
+
+    async def revoke_api_key(self, key_id: str) -> bool:
+        return self._api_keys.pop(key_id, None) is not None
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -170,7 +174,17 @@ class MemoryStore:
         return {k: self._idempotency[k] for k in keys if k in self._idempotency}
 
     async def api_key_hashes(self) -> list[str]:
-        return [h for _, h in self._api_keys.values()]
+        return [h for _, h, _ in self._api_keys.values()]
+
+    async def api_keys(self) -> list[ApiKey]:
+        keys = [ApiKey(id=k, name=name, created_at=at) for k, (name, _, at) in self._api_keys.items()]
+        return sorted(keys, key=lambda k: (k.created_at, k.id))
+
+    async def run_counts(self) -> dict[str, int]:
+        return dict(Counter(str(r.status) for r in self._runs.values()))
+
+    async def run_ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
+        return sorted(r for r in self._runs if r.startswith(prefix))[:limit]
 
     async def count(self, table: str) -> int:
         sizes = {"runs": len(self._runs), "step_records": sum(map(len, self._steps.values())),

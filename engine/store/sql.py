@@ -21,7 +21,7 @@ from sqlmodel import SQLModel
 from orch.errors import RunFenced
 from orch.events import stamp
 from orch.run.model import Checkpoint, Gate, Run, RunEnding, RunStatus, StepRecord
-from orch.store.base import stored_text
+from orch.store.base import ApiKey, stored_text
 from orch.store.prepared import Prepared
 from orch.store.tables import ApiKeyRow, DefinitionRow, EventRow, IdempotencyRow, RunRow, StepRow
 from orch.store.writer import GroupWriter
@@ -317,6 +317,12 @@ class SQLStore:
 
         await self._submit(work)
 
+    async def revoke_api_key(self, key_id: str) -> bool:
+        def work(conn: Any) -> bool:
+            return bool(conn.execute(KEYS.delete().where(KEYS.c.id == key_id)).rowcount == 1)
+
+        return bool(await self._submit(work))
+
     # -- reads -------------------------------------------------------------------------------
 
     async def _in_reader(self, fn: Any, *args: Any) -> Any:
@@ -373,6 +379,18 @@ class SQLStore:
 
     async def api_key_hashes(self) -> list[str]:
         return [r["key_hash"] for r in await self._in_reader(self._read, select(KEYS.c.key_hash))]
+
+    async def api_keys(self) -> list[ApiKey]:
+        q = select(KEYS.c.id, KEYS.c.name, KEYS.c.created_at).order_by(KEYS.c.created_at, KEYS.c.id)
+        return [ApiKey(id=r["id"], name=r["name"], created_at=r["created_at"]) for r in await self._in_reader(self._read, q)]
+
+    async def run_counts(self) -> dict[str, int]:
+        q = select(RUNS.c.status, func.count().label("n")).group_by(RUNS.c.status)
+        return {str(r["status"]): int(r["n"]) for r in await self._in_reader(self._read, q)}
+
+    async def run_ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
+        q = select(RUNS.c.id).where(RUNS.c.id.startswith(prefix, autoescape=True)).order_by(RUNS.c.id).limit(limit)
+        return [str(r["id"]) for r in await self._in_reader(self._read, q)]
 
     async def count(self, table: str) -> int:
         t = {"runs": RUNS, "step_records": STEPS, "events": EVENTS}[table]

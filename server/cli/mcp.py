@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from orch.settings import Settings
 
@@ -14,12 +14,14 @@ if TYPE_CHECKING:
     from orch.bootstrap import LoadReport
 
 
-def add_mcp_command(sub: Any, db: Callable[[argparse.ArgumentParser], None],
-                    run: Callable[[argparse.Namespace], int]) -> None:
-    p = sub.add_parser("mcp", help="serve the orchestrations as MCP tools on stdin/stdout")
+def register(sub: Any) -> None:
+    from orch.server.cli.common import add_db, command, settings_of
+
+    p = command(sub, "mcp", "serve the orchestrations as MCP tools on stdin/stdout",
+                "orch mcp --graphs graphs/   # in an MCP client's server list: command orch, args [mcp]")
     p.add_argument("--graphs", help="graphs directory (default: ORCH_GRAPHS_DIR or graphs)")
-    db(p)
-    p.set_defaults(func=run)
+    add_db(p)
+    p.set_defaults(func=lambda a: asyncio.run(serve_mcp(settings_of(a).settings)))
 
 
 def check_mcp_tools(report: LoadReport, settings: Settings) -> None:

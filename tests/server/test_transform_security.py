@@ -270,7 +270,7 @@ def test_unisolated_set_by_the_operator_runs_transforms_with_keys(settings: Sett
     ({"ORCH_TRANSFORM_ISOLATION": "isolated", "ORCH_TRANSFORM_BWRAP": NO_BWRAP},
      "orch: ORCH_TRANSFORM_ISOLATION is 'isolated' but transforms cannot be isolated here: bubblewrap is not "
      f"installed: no `{NO_BWRAP}` command"),
-    ({"ORCH_TRANSFORM_ISOLATION": "always"}, "orch: ORCH_TRANSFORM_ISOLATION: Invalid enum value 'always'"),
+    ({"ORCH_TRANSFORM_ISOLATION": "always"}, "orch: transform_isolation (ORCH_TRANSFORM_ISOLATION): Invalid enum value 'always'"),
 ], ids=["isolation-required", "bad-value"])
 def test_serve_stops_before_listening_when_isolation_cannot_be_had(tmp_path: Path, env: dict[str, str],
                                                                      error: str) -> None:

@@ -182,6 +182,28 @@ async def test_definitions_and_api_keys(store: Any) -> None:
         '{"a":1}', None, ["hash1"])
 
 
+async def test_api_keys_are_listed_without_hashes_and_revoked_by_id(store: Any) -> None:
+    await store.add_api_key("k2", "ci", "hash2")
+    await store.add_api_key("k1", "ops", "hash1")
+    listed = await store.api_keys()
+    assert [(k.id, k.name) for k in listed] == [("k2", "ci"), ("k1", "ops")]
+    assert all(abs(k.created_at - time.time()) < 60 for k in listed)
+    assert (await store.revoke_api_key("k2"), await store.revoke_api_key("k2")) == (True, False)
+    assert ([k.id for k in await store.api_keys()], await store.api_key_hashes()) == (["k1"], ["hash1"])
+
+
+async def test_runs_are_counted_by_status_and_found_by_prefix(store: Any) -> None:
+    for run_id, status in [("run_a_1", RunStatus.RUNNING), ("run_a_2", RunStatus.PAUSED),
+                           ("run_b_1", RunStatus.PAUSED), ("run%_1", RunStatus.COMPLETED)]:
+        await store.create_run(new_run(run_id, 1.0, status), [], [])
+    assert await store.run_counts() == {"running": 1, "paused": 2, "completed": 1}
+    assert await store.run_ids_with_prefix("run_a") == ["run_a_1", "run_a_2"]
+    assert await store.run_ids_with_prefix("run_", limit=5) == ["run_a_1", "run_a_2", "run_b_1"]
+    assert await store.run_ids_with_prefix("run%") == ["run%_1"]  # taken literally, not as a pattern
+    assert await store.run_ids_with_prefix("run_b_1") == ["run_b_1"]
+    assert await store.run_ids_with_prefix("nope") == []
+
+
 def test_an_owner_is_dead_only_when_its_process_on_this_host_is_gone() -> None:
     import os
     import socket
