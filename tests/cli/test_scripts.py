@@ -118,7 +118,7 @@ def test_a_closed_pipe_ends_quietly(db: str) -> None:
 def test_help_has_an_example_for_every_command_and_version_and_completion(tmp_path: Path) -> None:
     top = orch("--help").stdout
     commands = re.findall(r"'(\w+)'", orch("nope").stderr.split("choose from")[1])
-    assert commands == ["serve", "validate", "graph", "run", "runs", "keys", "config", "completion"]
+    assert commands == ["serve", "validate", "graph", "run", "runs", "keys", "config", "mcp", "completion"]
     assert "exit status: 0 completed, 1 failed, 2 usage, 3 paused, 4 not found" in top
     for name in commands:
         shown = orch(name, "--help").stdout
